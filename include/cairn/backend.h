@@ -1,0 +1,118 @@
+// The backend interface: every op the model needs, on raw buffers that live on the backend's device.
+// The model (src/model) is written once against this interface; src/cpu and src/cuda implement it.
+//
+// Conventions (all fp32, row-major):
+//   N tokens packed back to back (no padding); sequence s owns rows [cu_seqlens[s], cu_seqlens[s+1]).
+//   Parameter gradients are ACCUMULATED (+=). Activation gradients are ASSIGNED (=), except
+//   layernorm_backward and scatter_add_rows, which add into the residual-stream gradient (+=).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace cairn {
+
+// A packed batch of variable-length sequences as the backend sees it.
+struct SeqLayout {
+  int n_seqs = 0;                        // B
+  int n_tokens = 0;                      // N = cu_seqlens[B]
+  int max_len = 0;                       // longest sequence
+  const int32_t* cu_seqlens = nullptr;   // (B+1) on the device
+  const int32_t* host_cu_seqlens = nullptr;  // (B+1) the same, on the host (launch planning)
+};
+
+// One Bradley–Terry pair inside a batch. chosen/rejected index sequences (rows of rewards).
+struct PairTarget {
+  int32_t chosen = 0;
+  int32_t rejected = 0;
+  float label = 1.0f;   // P(chosen ≻ rejected)
+  float margin = 0.0f;
+  float weight = 1.0f;
+  int32_t head = -1;    // reward head trained by this pair; -1 = the composite
+};
+
+struct LossStats {
+  double loss = 0;       // weighted mean BT loss + centering term
+  double bt_loss = 0;    // weighted mean BT loss alone
+  int n_correct = 0;     // pairs ranked as their label says (ties are wrong)
+  int n_decided = 0;     // pairs whose label is not 0.5
+};
+
+struct AdamWHyper {
+  float lr = 1e-4f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.0f;
+  float grad_scale = 1.0f;  // multiplies every gradient (global-norm clipping)
+  int step = 1;             // 1-based, for bias correction
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // ---- memory ----
+  virtual void* alloc_bytes(size_t bytes) = 0;
+  virtual void free_bytes(void* p) = 0;
+  virtual void to_device(void* dst, const void* src, size_t bytes) = 0;
+  virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void fill(float* x, float value, size_t n) = 0;
+  virtual void synchronize() {}
+
+  // Optional per-op timing (milliseconds, summed since enabled); backends may leave it empty.
+  virtual void set_profiling(bool on) {}
+  virtual std::vector<std::pair<std::string, double>> op_profile() const { return {}; }
+
+  // ---- forward / backward pairs ----
+  // out[N,C] = wte[ids[n]] + wpe[pos[n]]
+  virtual void embedding_forward(float* out, const int32_t* ids, const int32_t* pos, const float* wte,
+                                 const float* wpe, int N, int C) = 0;
+  // dwte[V,C] +=, dwpe[T,C] += scatter of dout[N,C]
+  virtual void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* ids,
+                                  const int32_t* pos, int N, int C) = 0;
+  // out[N,C] = (inp - mean) * rstd * w + b; mean[N], rstd[N] saved for backward (eps 1e-5)
+  virtual void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w,
+                                 const float* b, int N, int C) = 0;
+  // dinp[N,C] +=, dw[C] +=, db[C] +=
+  virtual void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp,
+                                  const float* w, const float* mean, const float* rstd, int N, int C) = 0;
+  // out[N,O] = inp[N,I] · W[O,I]ᵀ + b[O]   (b may be null)
+  virtual void linear_forward(float* out, const float* inp, const float* W, const float* b, int N, int I,
+                              int O) = 0;
+  // dinp[N,I] = dout·W; dW[O,I] += doutᵀ·inp; db[O] += Σ_n dout   (dinp, db may be null)
+  virtual void linear_backward(float* dinp, float* dW, float* db, const float* dout, const float* inp,
+                               const float* W, int N, int I, int O) = 0;
+  // tanh-approximated GELU, elementwise over n values
+  virtual void gelu_forward(float* out, const float* inp, size_t n) = 0;
+  virtual void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) = 0;
+  // x[n] += y[n]
+  virtual void add_inplace(float* x, const float* y, size_t n) = 0;
+  // Causal multi-head attention within each sequence.
+  // qkv[N,3C] (q | k | v, head h at columns h·HS..), out[N,C], lse[N,NH] (log-sum-exp of scaled scores).
+  virtual void attention_forward(float* out, float* lse, const float* qkv, const SeqLayout& seqs, int NH,
+                                 int HS) = 0;
+  // dqkv[N,3C] = gradient w.r.t. qkv (assigned)
+  virtual void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
+                                  const float* lse, const SeqLayout& seqs, int NH, int HS) = 0;
+  // out[R,C] = inp[rows[r]]  /  dinp[rows[r]] += dout[r]
+  virtual void gather_rows(float* out, const float* inp, const int32_t* rows, int R, int C) = 0;
+  virtual void scatter_add_rows(float* dinp, const float* dout, const int32_t* rows, int R, int C) = 0;
+
+  // ---- loss ----
+  // rewards[B,H] → drewards[B,H] (assigned) for the mean loss over pairs (SPEC §4).
+  // pairs lives on the device; head_weights[H] on the device. Stats return to the host.
+  virtual LossStats bt_loss(float* drewards, const float* rewards, const PairTarget* pairs, int P, int H,
+                            const float* head_weights, float center_coef) = 0;
+
+  // ---- optimizer ----
+  virtual double sum_squares(const float* x, size_t n) = 0;
+  // p -= lr·(m̂/(√v̂+eps) + wd·p) with g·grad_scale, bias-corrected moments
+  virtual void adamw_update(float* p, const float* g, float* m, float* v, size_t n, const AdamWHyper& h) = 0;
+};
+
+// "cpu" or "cuda". threads ≤ 0: all cores. Throws std::runtime_error when the device is unavailable.
+std::unique_ptr<Backend> make_backend(const std::string& device, int threads = 0);
+bool cuda_available();
+
+}  // namespace cairn

@@ -1,0 +1,22 @@
+// Error types that map to the exit codes of SPEC §2: DataError → 3, UsageError → 2, anything else → 1.
+#pragma once
+#include <stdexcept>
+#include <string>
+
+namespace cairn {
+
+// Bad input data. what() reads "file:line: message" when the place is known.
+class DataError : public std::runtime_error {
+ public:
+  explicit DataError(const std::string& msg) : std::runtime_error(msg) {}
+  DataError(const std::string& file, long line, const std::string& msg)
+      : std::runtime_error(file + (line > 0 ? ":" + std::to_string(line) : std::string()) + ": " + msg) {}
+};
+
+// Bad command-line usage.
+class UsageError : public std::runtime_error {
+ public:
+  explicit UsageError(const std::string& msg) : std::runtime_error(msg) {}
+};
+
+}  // namespace cairn

@@ -1,0 +1,74 @@
+// The reward model of SPEC §4, written once over the Backend interface.
+//   x = tok_emb[ids] + pos_emb[pos]; L pre-LN blocks; reward = LN_f(x[eos]) · headᵀ + b.
+// Sequences are packed (no padding): a batch of B sequences holds N tokens in total.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "cairn/backend.h"
+#include "cairn/config.h"
+#include "cairn/params.h"
+
+namespace cairn {
+
+// Token ids of B sequences packed back to back, built on the host.
+struct TokenBatch {
+  std::vector<int32_t> tokens;      // (N)
+  std::vector<int32_t> positions;   // (N) position within its sequence
+  std::vector<int32_t> cu_seqlens;  // (B+1) prefix sums of the lengths
+  int n_seqs() const { return static_cast<int>(cu_seqlens.size()) - 1; }
+  int n_tokens() const { return cu_seqlens.empty() ? 0 : cu_seqlens.back(); }
+  void clear();
+  // Appends one sequence (already [BOS] ids [EOS] and truncated to the model's max_seq_len).
+  void add(const std::vector<int32_t>& seq);
+};
+
+class Model {
+ public:
+  Model(const ModelConfig& cfg, Backend& backend);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelConfig& config() const { return cfg_; }
+  const ParamTable& table() const { return table_; }
+  Backend& backend() { return be_; }
+  size_t num_params() const { return table_.total(); }
+
+  // Parameters / gradients as one flat device buffer laid out by table().
+  float* params() { return params_; }
+  float* grads() { return grads_; }
+  void init(uint64_t seed);
+  void set_params(const float* host);  // copies table().total() floats from the host
+  void get_params(float* host) const;
+  void get_grads(float* host) const;
+  void zero_grads();
+
+  // Forward pass; rewards_host gets B·n_heads_out values (row-major [B, H]). Activations are kept
+  // for backward() when keep_activations is set.
+  void forward(const TokenBatch& batch, std::vector<float>& rewards_host, bool keep_activations = true);
+  // Backward from drewards[B,H] on the device (as written by Backend::bt_loss). Accumulates grads.
+  void backward_device(const float* drewards);
+  // The same from a host buffer.
+  void backward(const std::vector<float>& drewards_host);
+  // Rewards of the last forward, on the device ([B, H]).
+  const float* rewards_device() const;
+
+ private:
+  struct Acts;
+  void upload(const TokenBatch& batch);
+
+  ModelConfig cfg_;
+  Backend& be_;
+  ParamTable table_;
+  float* params_ = nullptr;
+  float* grads_ = nullptr;
+  std::unique_ptr<Acts> acts_;
+  struct {
+    int N = 0, B = 0;
+    bool keep = false;
+  } last_batch_;
+};
+
+}  // namespace cairn

@@ -1,0 +1,48 @@
+// AdamW with linear warmup + cosine decay and global-norm clipping, over the model's flat buffers.
+#pragma once
+#include <cstddef>
+
+#include "cairn/model.h"
+
+namespace cairn {
+
+struct OptimConfig {
+  float lr = 3e-4f;
+  float min_lr_ratio = 0.1f;  // cosine decays to lr·min_lr_ratio
+  int warmup = 100;
+  int total_steps = 1000;
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+  float weight_decay = 0.01f;  // matrices and embeddings only
+  float clip = 1.0f;           // global-norm clip; ≤ 0 disables
+};
+
+// Learning rate at 1-based step: linear warmup to lr, then cosine down to lr·min_lr_ratio.
+float lr_at(const OptimConfig& cfg, int step);
+
+class AdamW {
+ public:
+  AdamW(Model& model, const OptimConfig& cfg);
+  ~AdamW();
+  AdamW(const AdamW&) = delete;
+  AdamW& operator=(const AdamW&) = delete;
+
+  // One update from the model's gradients. Returns the global gradient norm before clipping.
+  double step();
+  int steps_done() const { return step_; }
+  void set_steps_done(int s) { step_ = s; }
+  float last_lr() const { return last_lr_; }
+  const OptimConfig& config() const { return cfg_; }
+  // Moments as flat device buffers laid out like the parameters (for checkpointing).
+  float* m() { return m_; }
+  float* v() { return v_; }
+
+ private:
+  Model& model_;
+  OptimConfig cfg_;
+  float* m_ = nullptr;
+  float* v_ = nullptr;
+  int step_ = 0;
+  float last_lr_ = 0;
+};
+
+}  // namespace cairn

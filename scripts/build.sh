@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Configures and builds cairn into build/ (Release). Extra arguments go to cmake's configure step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+gen=()
+command -v ninja >/dev/null && gen=(-G Ninja)
+[ -f build/CMakeCache.txt ] && gen=()
+cmake -S . -B build "${gen[@]}" -DCMAKE_BUILD_TYPE=Release "$@"
+cmake --build build -j "$(nproc)"

@@ -1,0 +1,142 @@
+// `cairn bench train`: training-step throughput on synthetic token batches (SPEC §2). Reports
+// tokens/s (no padding exists: sequences are packed), median ms/step, achieved GFLOP/s (convention
+// in include/cairn/flops.h), the machine's SGEMM GFLOP/s measured in the same run, peak RSS, and
+// where the time goes (per-op profile from one extra profiled pass).
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include <cxxopts.hpp>
+
+#include "cairn/backend.h"
+#include "cairn/errors.h"
+#include "cairn/flops.h"
+#include "cairn/objective.h"
+#include "cli/command.h"
+#include "cpu/sgemm_probe.h"
+#include "util/rng.h"
+#include "util/timing.h"
+
+namespace cairn::cli {
+namespace {
+
+int run(int argc, char** argv) {
+  cxxopts::Options o(argv[0], "Training-step throughput of the reward model on synthetic token batches.");
+  o.add_options()
+    ("preset", "model preset: tiny|small|base", cxxopts::value<std::string>()->default_value("small"))
+    ("batch-pairs", "preference pairs per step (2 sequences each)", cxxopts::value<int>()->default_value("8"))
+    ("seq-len", "tokens per sequence (≤ 0: the preset's max_seq_len)", cxxopts::value<int>()->default_value("256"))
+    ("lengths", "fixed (every sequence seq-len long) or uniform (uniform in [seq-len/4, seq-len])",
+     cxxopts::value<std::string>()->default_value("fixed"))
+    ("vocab-size", "vocabulary size", cxxopts::value<int>()->default_value("8192"))
+    ("steps", "timed steps", cxxopts::value<int>()->default_value("10"))
+    ("warmup", "untimed warm-up steps", cxxopts::value<int>()->default_value("2"))
+    ("threads", "CPU threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
+    ("device", "cpu|cuda", cxxopts::value<std::string>()->default_value("cpu"))
+    ("seed", "random seed", cxxopts::value<uint64_t>()->default_value("1"))
+    ("no-sgemm", "skip the SGEMM ceiling probe")
+    ("json", "print one JSON object instead of the table")
+    ("h,help", "show this help");
+  auto a = o.parse(argc, argv);
+  if (a.count("help")) {
+    std::cout << o.help() << "\nFLOPs: 6·(linear-layer parameters) per token + causal attention 3·2·T²·C per layer and sequence;\n"
+                 "chosen and rejected sequences both count; embeddings count nothing.\n";
+    return 0;
+  }
+  ModelConfig cfg;
+  try {
+    cfg = preset_config(a["preset"].as<std::string>());
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  cfg.vocab_size = a["vocab-size"].as<int>();
+  const int P = a["batch-pairs"].as<int>(), steps = a["steps"].as<int>(), warmup = a["warmup"].as<int>();
+  int T = a["seq-len"].as<int>();
+  if (T <= 0) T = cfg.max_seq_len;
+  cfg.max_seq_len = std::max(cfg.max_seq_len, T);
+  const std::string lengths = a["lengths"].as<std::string>();
+  if (P < 1 || steps < 1 || warmup < 0 || T < 2) throw UsageError("--batch-pairs, --steps, --seq-len must be positive");
+  if (lengths != "fixed" && lengths != "uniform") throw UsageError("--lengths must be fixed or uniform");
+
+  auto be = make_backend(a["device"].as<std::string>(), a["threads"].as<int>());
+  Model model(cfg, *be);
+  model.init(a["seed"].as<uint64_t>());
+  OptimConfig oc;
+  oc.total_steps = warmup + steps + 1;
+  AdamW opt(model, oc);
+  BTObjective obj(model);
+
+  // One fixed batch (the data path is not what is measured).
+  Rng rng(a["seed"].as<uint64_t>() + 1);
+  TokenBatch batch;
+  batch.clear();
+  std::vector<PairTarget> pairs;
+  std::vector<int32_t> lens;
+  for (int i = 0; i < 2 * P; ++i) {
+    const int len = lengths == "fixed" ? T : T / 4 + static_cast<int>(rng.below(T - T / 4 + 1));
+    std::vector<int32_t> seq(std::max(2, len));
+    for (auto& t : seq) t = 3 + static_cast<int32_t>(rng.below(cfg.vocab_size - 3));
+    seq.front() = cfg.bos_id, seq.back() = cfg.eos_id;
+    batch.add(seq);
+    lens.push_back(static_cast<int32_t>(seq.size()));
+  }
+  for (int i = 0; i < P; ++i) pairs.push_back({2 * i, 2 * i + 1});
+
+  for (int s = 0; s < warmup; ++s) obj.train_step(opt, batch, pairs);
+  std::vector<double> times;
+  for (int s = 0; s < steps; ++s) {
+    be->synchronize();
+    const double t0 = now_seconds();
+    obj.train_step(opt, batch, pairs);
+    be->synchronize();
+    times.push_back(now_seconds() - t0);
+  }
+  be->set_profiling(true);
+  obj.train_step(opt, batch, pairs);
+  auto profile = be->op_profile();
+  be->set_profiling(false);
+
+  const double med = median(times), tokens = batch.n_tokens();
+  const double flops = train_step_flops(cfg, lens), gflops = flops / med / 1e9;
+  const bool cpu = a["device"].as<std::string>() == "cpu";
+  const double sgemm = (cpu && !a.count("no-sgemm")) ? cpu::measure_sgemm_gflops() : 0.0;
+  double prof_total = 0;
+  for (auto& [k, v] : profile) prof_total += v;
+
+  nlohmann::json j = {
+      {"bench", "train"}, {"device", be->name()}, {"preset", a["preset"].as<std::string>()},
+      {"d_model", cfg.d_model}, {"n_layers", cfg.n_layers}, {"n_heads", cfg.n_heads}, {"d_ff", cfg.d_ff},
+      {"vocab_size", cfg.vocab_size}, {"batch_pairs", P}, {"seq_len", T}, {"lengths", lengths},
+      {"tokens_per_step", tokens}, {"steps", steps}, {"ms_per_step_median", med * 1e3},
+      {"ms_per_step_min", *std::min_element(times.begin(), times.end()) * 1e3},
+      {"tokens_per_s", tokens / med}, {"gflop_per_step", flops / 1e9}, {"gflops", gflops},
+      {"sgemm_gflops", sgemm}, {"fraction_of_sgemm", sgemm > 0 ? gflops / sgemm : 0.0},
+      {"peak_rss_mib", peak_rss_mib()}, {"params", model.num_params()}, {"matmul_params", matmul_params(cfg)},
+      {"flop_convention", "6*matmul_params per token + causal attention 3*2*T^2*C per layer per sequence"}};
+  nlohmann::json pj = nlohmann::json::object();
+  for (auto& [k, v] : profile) pj[k] = {{"ms", v}, {"share", prof_total > 0 ? v / prof_total : 0.0}};
+  j["op_profile"] = pj;
+  if (a.count("json")) {
+    std::cout << j.dump() << "\n";
+    return 0;
+  }
+  std::printf("cairn bench train — %s, preset %s (d %d, L %d, H %d, d_ff %d), %d pairs × seq %d (%s)\n",
+              be->name().c_str(), a["preset"].as<std::string>().c_str(), cfg.d_model, cfg.n_layers, cfg.n_heads,
+              cfg.d_ff, P, T, lengths.c_str());
+  std::printf("  tokens/step      %10.0f\n  ms/step (median)%10.1f   (min %.1f, %d steps)\n  tokens/s         %10.0f\n",
+              tokens, med * 1e3, j["ms_per_step_min"].get<double>(), steps, tokens / med);
+  std::printf("  GFLOP/step       %10.2f\n  GFLOP/s          %10.1f\n", flops / 1e9, gflops);
+  if (sgemm > 0) std::printf("  SGEMM GFLOP/s    %10.1f   (model reaches %.0f%% of it)\n", sgemm, 100 * gflops / sgemm);
+  std::printf("  peak RSS         %10.0f MiB\n", peak_rss_mib());
+  if (!profile.empty()) {
+    std::printf("  where the time goes (one profiled step):\n");
+    std::sort(profile.begin(), profile.end(), [](auto& x, auto& y) { return x.second > y.second; });
+    for (auto& [k, v] : profile) std::printf("    %-15s %8.1f ms  %5.1f%%\n", k.c_str(), v, 100 * v / prof_total);
+  }
+  return 0;
+}
+
+CAIRN_COMMAND("bench train", "training-step throughput on synthetic tokens", run);
+
+}  // namespace
+}  // namespace cairn::cli

@@ -1,0 +1,68 @@
+// cairn entry point: finds the subcommand (one or two words) and runs it, mapping errors to exit codes.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include <cxxopts.hpp>
+
+#include "cairn/errors.h"
+#include "cli/command.h"
+
+namespace cairn::cli {
+std::vector<Command>& registry() {
+  static std::vector<Command> r;
+  return r;
+}
+}  // namespace cairn::cli
+
+static void print_usage() {
+  std::printf("cairn — reward-model trainer (Bradley–Terry on preference pairs)\n\nUsage: cairn <command> [options]\n\nCommands:\n");
+  for (const auto& c : cairn::cli::registry()) std::printf("  %-18s %s\n", c.name.c_str(), c.summary.c_str());
+  std::printf("\nRun `cairn <command> --help` for its options.\nExit codes: 0 ok, 1 runtime failure, 2 usage error, 3 bad input data.\n");
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    print_usage();
+    return argc < 2 ? 2 : 0;
+  }
+  if (!std::strcmp(argv[1], "--version")) {
+    std::printf("cairn 0.1.0\n");
+    return 0;
+  }
+  // Longest match first: "bench attention" before "bench".
+  const cairn::cli::Command* found = nullptr;
+  int consumed = 0;
+  for (const auto& c : cairn::cli::registry()) {
+    std::string two = argc >= 3 ? std::string(argv[1]) + " " + argv[2] : std::string();
+    if (c.name == two) { found = &c; consumed = 2; break; }
+  }
+  if (!found)
+    for (const auto& c : cairn::cli::registry())
+      if (c.name == argv[1]) { found = &c; consumed = 1; break; }
+  if (!found) {
+    std::fprintf(stderr, "cairn: unknown command '%s'\n\n", argv[1]);
+    print_usage();
+    return 2;
+  }
+  std::string prog = "cairn " + found->name;
+  std::vector<char*> args;
+  args.push_back(prog.data());
+  for (int i = 1 + consumed; i < argc; ++i) args.push_back(argv[i]);
+  try {
+    return found->run(static_cast<int>(args.size()), args.data());
+  } catch (const cairn::DataError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 3;
+  } catch (const cairn::UsageError& e) {
+    std::fprintf(stderr, "%s: %s\n(see `%s --help`)\n", prog.c_str(), e.what(), prog.c_str());
+    return 2;
+  } catch (const cxxopts::exceptions::exception& e) {
+    std::fprintf(stderr, "%s: %s\n(see `%s --help`)\n", prog.c_str(), e.what(), prog.c_str());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: %s\n", prog.c_str(), e.what());
+    return 1;
+  }
+}

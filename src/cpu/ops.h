@@ -1,0 +1,42 @@
+// CPU kernels of every op except attention (src/cpu/attention.h), on host buffers. OpenMP threads
+// split rows (or columns for reductions); every output element is written by one thread in a fixed
+// order, so results are bit-identical for a given thread count. Gradient conventions as backend.h.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "cairn/backend.h"
+
+namespace cairn::cpu {
+
+// linear.cpp — Eigen GEMMs, rows split across threads
+void linear_forward(float* out, const float* inp, const float* W, const float* b, int N, int I, int O);
+void linear_backward(float* dinp, float* dW, float* db, const float* dout, const float* inp, const float* W, int N,
+                     int I, int O);
+
+// layernorm.cpp
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b, int N,
+                       int C);
+void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
+                        const float* mean, const float* rstd, int N, int C);
+
+// elementwise.cpp
+void gelu_forward(float* out, const float* inp, size_t n);
+void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n);
+void add_inplace(float* x, const float* y, size_t n);
+void embedding_forward(float* out, const int32_t* ids, const int32_t* pos, const float* wte, const float* wpe, int N,
+                       int C);
+void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* ids, const int32_t* pos, int N,
+                        int C);
+void gather_rows(float* out, const float* inp, const int32_t* rows, int R, int C);
+void scatter_add_rows(float* dinp, const float* dout, const int32_t* rows, int R, int C);
+
+// loss.cpp — Bradley–Terry with soft labels, margin, weights, heads and centering (SPEC §4)
+LossStats bt_loss(float* drewards, const float* rewards, const PairTarget* pairs, int P, int H,
+                  const float* head_weights, float center_coef);
+
+// adamw.cpp
+double sum_squares(const float* x, size_t n);
+void adamw_update(float* p, const float* g, float* m, float* v, size_t n, const AdamWHyper& h);
+
+}  // namespace cairn::cpu

@@ -1,0 +1,48 @@
+// AdamW over the flat parameter buffer: one backend call per tensor (weight decay only where the
+// table says so), after global-norm clipping folded into the gradient scale.
+#include "cairn/optim.h"
+
+#include <cmath>
+
+namespace cairn {
+
+float lr_at(const OptimConfig& c, int step) {
+  if (c.warmup > 0 && step <= c.warmup) return c.lr * static_cast<float>(step) / static_cast<float>(c.warmup);
+  const int decay_steps = std::max(1, c.total_steps - c.warmup);
+  double progress = static_cast<double>(step - c.warmup) / decay_steps;
+  progress = std::min(1.0, std::max(0.0, progress));
+  const double min_lr = c.lr * c.min_lr_ratio;
+  return static_cast<float>(min_lr + 0.5 * (c.lr - min_lr) * (1.0 + std::cos(M_PI * progress)));
+}
+
+AdamW::AdamW(Model& model, const OptimConfig& cfg) : model_(model), cfg_(cfg) {
+  Backend& be = model_.backend();
+  const size_t n = model_.num_params();
+  m_ = static_cast<float*>(be.alloc_bytes(n * sizeof(float)));
+  v_ = static_cast<float*>(be.alloc_bytes(n * sizeof(float)));
+  be.fill(m_, 0.0f, n);
+  be.fill(v_, 0.0f, n);
+}
+
+AdamW::~AdamW() {
+  model_.backend().free_bytes(m_);
+  model_.backend().free_bytes(v_);
+}
+
+double AdamW::step() {
+  Backend& be = model_.backend();
+  const double norm = std::sqrt(be.sum_squares(model_.grads(), model_.num_params()));
+  ++step_;
+  AdamWHyper h;
+  h.lr = last_lr_ = lr_at(cfg_, step_);
+  h.beta1 = cfg_.beta1, h.beta2 = cfg_.beta2, h.eps = cfg_.eps, h.step = step_;
+  h.grad_scale = (cfg_.clip > 0 && norm > cfg_.clip) ? static_cast<float>(cfg_.clip / norm) : 1.0f;
+  if (!std::isfinite(norm)) h.grad_scale = 0.0f;  // a non-finite gradient never reaches the weights
+  for (const ParamInfo& p : model_.table().tensors()) {
+    h.weight_decay = p.decay ? cfg_.weight_decay : 0.0f;
+    be.adamw_update(model_.params() + p.offset, model_.grads() + p.offset, m_ + p.offset, v_ + p.offset, p.numel, h);
+  }
+  return norm;
+}
+
+}  // namespace cairn

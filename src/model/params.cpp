@@ -1,0 +1,75 @@
+// The parameter size table (SPEC §5 order and names) and its deterministic initialisation.
+#include <cmath>
+#include <stdexcept>
+
+#include "cairn/params.h"
+#include "util/rng.h"
+
+namespace cairn {
+
+size_t ParamTable::add(const std::string& name, std::vector<int64_t> shape, bool decay, InitKind init) {
+  ParamInfo p;
+  p.name = name;
+  p.numel = 1;
+  for (int64_t d : shape) p.numel *= static_cast<size_t>(d);
+  p.shape = std::move(shape);
+  p.offset = total_;
+  p.decay = decay;
+  p.init = init;
+  total_ += p.numel;
+  tensors_.push_back(std::move(p));
+  return tensors_.back().offset;
+}
+
+ParamTable::ParamTable(const ModelConfig& c) {
+  const int64_t V = c.vocab_size, T = c.max_seq_len, C = c.d_model, F = c.d_ff, H = c.n_heads_out;
+  tok_emb = add("tok_emb.weight", {V, C}, true, InitKind::Normal);
+  pos_emb = add("pos_emb.weight", {T, C}, true, InitKind::Normal);
+  for (int i = 0; i < c.n_layers; ++i) {
+    const std::string b = "blocks." + std::to_string(i) + ".";
+    BlockParams bp;
+    bp.ln1_w = add(b + "ln1.weight", {C}, false, InitKind::Ones);
+    bp.ln1_b = add(b + "ln1.bias", {C}, false, InitKind::Zeros);
+    bp.qkv_w = add(b + "attn.qkv.weight", {3 * C, C}, true, InitKind::Normal);
+    bp.qkv_b = add(b + "attn.qkv.bias", {3 * C}, false, InitKind::Zeros);
+    bp.proj_w = add(b + "attn.proj.weight", {C, C}, true, InitKind::NormalResidual);
+    bp.proj_b = add(b + "attn.proj.bias", {C}, false, InitKind::Zeros);
+    bp.ln2_w = add(b + "ln2.weight", {C}, false, InitKind::Ones);
+    bp.ln2_b = add(b + "ln2.bias", {C}, false, InitKind::Zeros);
+    bp.fc_w = add(b + "mlp.fc.weight", {F, C}, true, InitKind::Normal);
+    bp.fc_b = add(b + "mlp.fc.bias", {F}, false, InitKind::Zeros);
+    bp.mp_w = add(b + "mlp.proj.weight", {C, F}, true, InitKind::NormalResidual);
+    bp.mp_b = add(b + "mlp.proj.bias", {C}, false, InitKind::Zeros);
+    blocks.push_back(bp);
+  }
+  lnf_w = add("ln_f.weight", {C}, false, InitKind::Ones);
+  lnf_b = add("ln_f.bias", {C}, false, InitKind::Zeros);
+  head_w = add("head.weight", {H, C}, true, InitKind::Normal);
+  head_b = add("head.bias", {H}, false, InitKind::Zeros);
+}
+
+const ParamInfo* ParamTable::find(const std::string& name) const {
+  for (const auto& p : tensors_)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+void init_params(const ParamTable& table, int n_layers, uint64_t seed, float* host) {
+  Rng rng(seed);
+  const double std_base = 0.02, std_resid = 0.02 / std::sqrt(2.0 * std::max(1, n_layers));
+  for (const auto& p : table.tensors()) {
+    float* w = host + p.offset;
+    switch (p.init) {
+      case InitKind::Zeros: for (size_t i = 0; i < p.numel; ++i) w[i] = 0.0f; break;
+      case InitKind::Ones: for (size_t i = 0; i < p.numel; ++i) w[i] = 1.0f; break;
+      case InitKind::Normal:
+      case InitKind::NormalResidual: {
+        const double sd = p.init == InitKind::Normal ? std_base : std_resid;
+        for (size_t i = 0; i < p.numel; ++i) w[i] = static_cast<float>(sd * rng.normal());
+        break;
+      }
+    }
+  }
+}
+
+}  // namespace cairn

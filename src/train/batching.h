@@ -1,0 +1,30 @@
+// Tokenized pairs and the batches built from them. A batch of P pairs holds 2P packed sequences
+// (chosen of pair i at index 2i, rejected at 2i+1). Epoch order is a seeded shuffle; within windows
+// of `bucket_window` batches, pairs are sorted by length so each batch holds similar lengths (steady
+// step times; no padding exists either way since sequences are packed).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cairn/backend.h"
+#include "cairn/model.h"
+
+namespace cairn {
+
+struct TokenizedPair {
+  std::vector<int32_t> chosen, rejected;  // [BOS] … [EOS], truncated to max_seq_len
+  float label = 1.0f, margin = 0.0f, weight = 1.0f;
+  int32_t head = -1;
+  int64_t chosen_chars = 0, rejected_chars = 0;  // response lengths (characters), for diagnostics
+};
+
+// Appends pairs[idx[b..e)] to batch/targets (both cleared first).
+void build_batch(const std::vector<TokenizedPair>& pairs, const std::vector<size_t>& idx, size_t b, size_t e,
+                 TokenBatch* batch, std::vector<PairTarget>* targets);
+
+// The order in which epoch `epoch` visits the pairs: deterministic in (seed, epoch).
+std::vector<size_t> epoch_order(size_t n_pairs, const std::vector<TokenizedPair>& pairs, uint64_t seed, int epoch,
+                                int batch_pairs, int bucket_window = 50);
+
+}  // namespace cairn

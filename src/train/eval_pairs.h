@@ -1,0 +1,22 @@
+// Scores tokenized pairs in batches (no gradients) and returns per-pair rewards — shared by the
+// trainer's validation and `cairn eval`.
+#pragma once
+#include <vector>
+
+#include "cairn/objective.h"
+#include "train/batching.h"
+
+namespace cairn {
+
+struct PairScores {
+  std::vector<double> chosen, rejected;  // composite reward (or the pair's head) of each side
+  double bt_loss = 0;                    // weighted mean BT loss
+  int n_correct = 0, n_decided = 0;
+  double accuracy() const { return n_decided ? static_cast<double>(n_correct) / n_decided : 0.0; }
+};
+
+// batch_pairs: pairs per forward. Reward per side: r[b, head] for pairs with a head, else the composite.
+PairScores score_pairs(BTObjective& obj, const ModelConfig& cfg, const std::vector<TokenizedPair>& pairs,
+                       int batch_pairs);
+
+}  // namespace cairn

@@ -1,0 +1,41 @@
+// Independent double-precision reference of the SPEC §4 model and its ops, for tests only.
+// Written per sequence (no packing), naive loops, so it shares no code or structure with src/.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "cairn/config.h"
+#include "cairn/params.h"
+
+namespace cairn::ref {
+
+using Vec = std::vector<double>;
+
+// y[N,O] = x[N,I]·Wᵀ + b
+Vec linear(const Vec& x, const double* W, const double* b, int N, int I, int O);
+// LayerNorm over rows of C, eps 1e-5
+Vec layernorm(const Vec& x, const double* w, const double* b, int N, int C);
+double gelu(double x);
+// causal attention of one sequence: qkv[T,3C] → out[T,C]
+Vec attention(const Vec& qkv, int T, int NH, int HS, bool causal = true);
+// rewards [B, H] of the whole model for each sequence (ids already [BOS]…[EOS])
+Vec model_rewards(const ModelConfig& cfg, const ParamTable& table, const Vec& params,
+                  const std::vector<std::vector<int32_t>>& seqs);
+
+// Central finite-difference gradient of f at x (each coordinate perturbed by ±h).
+template <class F>
+Vec fd_grad(const F& f, Vec x, double h = 1e-6) {
+  Vec g(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double x0 = x[i];
+    x[i] = x0 + h;
+    const double fp = f(x);
+    x[i] = x0 - h;
+    const double fm = f(x);
+    x[i] = x0;
+    g[i] = (fp - fm) / (2 * h);
+  }
+  return g;
+}
+
+}  // namespace cairn::ref
