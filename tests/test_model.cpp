@@ -3,6 +3,8 @@
 // preference task.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "cairn/backend.h"
 #include "cairn/model.h"
 #include "cairn/objective.h"

@@ -1,0 +1,234 @@
+// CPU attention: dispatcher plus the flash-style tiled implementation used for training.
+// Thread mapping: one work item per (sequence, head) — the item owns every output element of that
+// head within that sequence (out, lse, dq, dk, dv columns), so no two threads write the same element
+// and results are bit-identical for a given thread count. Accumulation in fp32.
+//
+// Forward (per query tile Qi of Br rows, over key/value tiles Kj, Vj of Bc rows, j ≤ i when causal):
+//   S = Qi·Kjᵀ·scale (masked);  m' = max(m, rowmax S);  P = exp(S − m')
+//   l = l·exp(m − m') + rowsum P;  O = O·exp(m − m') + P·Vj;  finally O /= l, lse = m + log l
+// Backward (recomputes P = exp(S − lse) tile by tile; D = rowsum(dO∘O)):
+//   dVj += Pᵀ·dOi;  dP = dOi·Vjᵀ;  dS = P∘(dP − D);  dQi += dS·Kj·scale;  dKj += dSᵀ·Qi·scale
+#include "cpu/attention.h"
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+namespace cairn::cpu {
+namespace {
+
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using Strided = Eigen::Map<RowMat, 0, Eigen::OuterStride<>>;
+using CStrided = Eigen::Map<const RowMat, 0, Eigen::OuterStride<>>;
+constexpr int kBr = 64, kBc = 64;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+struct HeadView {  // the rows of one sequence and the columns of one head
+  int T, C, HS, row0, h;
+  size_t q_off(int t) const { return static_cast<size_t>(row0 + t) * 3 * C + static_cast<size_t>(h) * HS; }
+  size_t o_off(int t) const { return static_cast<size_t>(row0 + t) * C + static_cast<size_t>(h) * HS; }
+};
+
+void flash_forward_head(const HeadView& v, float* out, float* lse, const float* qkv, int NH, bool causal) {
+  const int T = v.T, HS = v.HS, C = v.C;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
+  RowMat S(kBr, kBc), O(kBr, HS);
+  Eigen::VectorXf m(kBr), l(kBr), m_new(kBr), shift(kBr), corr(kBr);
+  for (int i0 = 0; i0 < T; i0 += kBr) {
+    const int br = std::min(kBr, T - i0);
+    CStrided Q(qkv + v.q_off(i0), br, HS, Eigen::OuterStride<>(3 * C));
+    auto Ob = O.topRows(br);
+    Ob.setZero();
+    m.head(br).setConstant(kNegInf);
+    l.head(br).setZero();
+    const int jend = causal ? i0 + br : T;
+    for (int j0 = 0; j0 < jend; j0 += kBc) {
+      const int bc = std::min(kBc, jend - j0);
+      CStrided K(qkv + v.q_off(j0) + C, bc, HS, Eigen::OuterStride<>(3 * C));
+      CStrided V(qkv + v.q_off(j0) + 2 * C, bc, HS, Eigen::OuterStride<>(3 * C));
+      auto Sb = S.topLeftCorner(br, bc);
+      Sb.noalias() = (Q * K.transpose()) * scale;
+      if (causal && j0 + bc > i0)  // diagonal tile: key j0+c is visible to query i0+r iff c ≤ i0+r−j0
+        for (int r = 0; r < br; ++r)
+          for (int c = std::max(0, i0 + r - j0 + 1); c < bc; ++c) Sb(r, c) = kNegInf;
+      m_new.head(br) = Sb.rowwise().maxCoeff().cwiseMax(m.head(br));
+      for (int r = 0; r < br; ++r)  // a row with nothing visible yet subtracts 0 (its scores are all −inf)
+        shift[r] = m_new[r] == kNegInf ? 0.0f : m_new[r];
+      Sb = (Sb.colwise() - shift.head(br)).array().exp().matrix();
+      corr.head(br) = (m.head(br) - shift.head(br)).array().exp().matrix();
+      l.head(br) = l.head(br).cwiseProduct(corr.head(br)) + Sb.rowwise().sum();
+      m.head(br) = m_new.head(br);
+      Ob = corr.head(br).asDiagonal() * Ob;
+      Ob.noalias() += Sb * V;
+    }
+    for (int r = 0; r < br; ++r) {
+      float* o = out + v.o_off(i0 + r);
+      const float inv = 1.0f / l[r];
+      for (int d = 0; d < HS; ++d) o[d] = Ob(r, d) * inv;
+      lse[static_cast<size_t>(v.row0 + i0 + r) * NH + v.h] = m[r] + std::log(l[r]);
+    }
+  }
+}
+
+void flash_backward_head(const HeadView& v, float* dqkv, const float* dout, const float* qkv, const float* out,
+                         const float* lse, int NH, bool causal) {
+  const int T = v.T, HS = v.HS, C = v.C;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
+  const Eigen::OuterStride<> s3(3 * C), s1(C);
+  // dQ, dK, dV of this head are written in place (columns owned by this work item); zero them first.
+  for (int t = 0; t < T; ++t)
+    for (int part = 0; part < 3; ++part) std::fill_n(dqkv + v.q_off(t) + part * C, HS, 0.0f);
+  std::vector<float> D(T);
+  for (int t = 0; t < T; ++t) {
+    const float* o = out + v.o_off(t);
+    const float* d = dout + v.o_off(t);
+    float s = 0.0f;
+    for (int e = 0; e < HS; ++e) s += o[e] * d[e];
+    D[t] = s;
+  }
+  RowMat S(kBr, kBc), dP(kBr, kBc);
+  for (int j0 = 0; j0 < T; j0 += kBc) {
+    const int bc = std::min(kBc, T - j0);
+    CStrided K(qkv + v.q_off(j0) + C, bc, HS, s3);
+    CStrided V(qkv + v.q_off(j0) + 2 * C, bc, HS, s3);
+    Strided dK(dqkv + v.q_off(j0) + C, bc, HS, s3);
+    Strided dV(dqkv + v.q_off(j0) + 2 * C, bc, HS, s3);
+    const int i_first = causal ? (j0 / kBr) * kBr : 0;
+    for (int i0 = i_first; i0 < T; i0 += kBr) {
+      const int br = std::min(kBr, T - i0);
+      CStrided Q(qkv + v.q_off(i0), br, HS, s3);
+      CStrided dO(dout + v.o_off(i0), br, HS, s1);
+      Strided dQ(dqkv + v.q_off(i0), br, HS, s3);
+      auto Sb = S.topLeftCorner(br, bc);
+      auto dPb = dP.topLeftCorner(br, bc);
+      Sb.noalias() = (Q * K.transpose()) * scale;
+      Eigen::Map<const Eigen::VectorXf, 0, Eigen::InnerStride<>> L(lse + static_cast<size_t>(v.row0 + i0) * NH + v.h,
+                                                                   br, Eigen::InnerStride<>(NH));
+      Sb = (Sb.colwise() - L).array().exp().matrix();  // P, recomputed from the saved lse
+      if (causal && j0 + bc > i0)
+        for (int r = 0; r < br; ++r)
+          for (int c = std::max(0, i0 + r - j0 + 1); c < bc; ++c) Sb(r, c) = 0.0f;
+      dV.noalias() += Sb.transpose() * dO;
+      dPb.noalias() = dO * V.transpose();
+      dPb = (Sb.array() * (dPb.colwise() - Eigen::Map<const Eigen::VectorXf>(D.data() + i0, br)).array() * scale).matrix();
+      dQ.noalias() += dPb * K;
+      dK.noalias() += dPb.transpose() * Q;
+    }
+  }
+}
+
+// Naive reference: double accumulation, full score rows; O(T) scratch per query.
+void naive_forward_head(const HeadView& v, float* out, float* lse, const float* qkv, int NH, bool causal) {
+  const int T = v.T, HS = v.HS, C = v.C;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(HS));
+  std::vector<double> s(T), o(HS);
+  for (int i = 0; i < T; ++i) {
+    const float* q = qkv + v.q_off(i);
+    const int jn = causal ? i + 1 : T;
+    double mx = -std::numeric_limits<double>::infinity();
+    for (int j = 0; j < jn; ++j) {
+      const float* k = qkv + v.q_off(j) + C;
+      double d = 0;
+      for (int e = 0; e < HS; ++e) d += static_cast<double>(q[e]) * k[e];
+      s[j] = d * scale;
+      mx = std::max(mx, s[j]);
+    }
+    double z = 0;
+    std::fill(o.begin(), o.end(), 0.0);
+    for (int j = 0; j < jn; ++j) {
+      const double p = std::exp(s[j] - mx);
+      z += p;
+      const float* vv = qkv + v.q_off(j) + 2 * C;
+      for (int e = 0; e < HS; ++e) o[e] += p * vv[e];
+    }
+    for (int e = 0; e < HS; ++e) out[v.o_off(i) + e] = static_cast<float>(o[e] / z);
+    lse[static_cast<size_t>(v.row0 + i) * NH + v.h] = static_cast<float>(mx + std::log(z));
+  }
+}
+
+void naive_backward_head(const HeadView& v, float* dqkv, const float* dout, const float* qkv, const float* out,
+                         const float* lse, int NH, bool causal) {
+  const int T = v.T, HS = v.HS, C = v.C;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(HS));
+  std::vector<double> dq(static_cast<size_t>(T) * HS, 0.0), dk(dq), dv(dq);
+  for (int i = 0; i < T; ++i) {
+    const float* q = qkv + v.q_off(i);
+    const float* dO = dout + v.o_off(i);
+    double D = 0;
+    for (int e = 0; e < HS; ++e) D += static_cast<double>(dO[e]) * out[v.o_off(i) + e];
+    const double L = lse[static_cast<size_t>(v.row0 + i) * NH + v.h];
+    const int jn = causal ? i + 1 : T;
+    for (int j = 0; j < jn; ++j) {
+      const float* k = qkv + v.q_off(j) + C;
+      const float* vv = qkv + v.q_off(j) + 2 * C;
+      double sdot = 0, dp = 0;
+      for (int e = 0; e < HS; ++e) sdot += static_cast<double>(q[e]) * k[e], dp += static_cast<double>(dO[e]) * vv[e];
+      const double p = std::exp(sdot * scale - L), ds = p * (dp - D) * scale;
+      for (int e = 0; e < HS; ++e) {
+        dv[static_cast<size_t>(j) * HS + e] += p * dO[e];
+        dq[static_cast<size_t>(i) * HS + e] += ds * k[e];
+        dk[static_cast<size_t>(j) * HS + e] += ds * q[e];
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t)
+    for (int e = 0; e < HS; ++e) {
+      dqkv[v.q_off(t) + e] = static_cast<float>(dq[static_cast<size_t>(t) * HS + e]);
+      dqkv[v.q_off(t) + C + e] = static_cast<float>(dk[static_cast<size_t>(t) * HS + e]);
+      dqkv[v.q_off(t) + 2 * C + e] = static_cast<float>(dv[static_cast<size_t>(t) * HS + e]);
+    }
+}
+
+template <class Fn>
+void for_each_head(const int32_t* cu, int B, int NH, int HS, const Fn& fn) {
+  const long items = static_cast<long>(B) * NH;
+#pragma omp parallel for schedule(static)
+  for (long w = 0; w < items; ++w) {
+    const int s = static_cast<int>(w / NH), h = static_cast<int>(w % NH);
+    const HeadView v{cu[s + 1] - cu[s], NH * HS, HS, cu[s], h};
+    if (v.T > 0) fn(v);
+  }
+}
+
+}  // namespace
+
+const char* attn_impl_name(AttnImpl impl) {
+  switch (impl) {
+    case AttnImpl::Naive: return "naive";
+    case AttnImpl::Gemm: return "gemm";
+    case AttnImpl::Flash: return "flash";
+  }
+  return "?";
+}
+
+AttnImpl parse_attn_impl(const std::string& name) {
+  if (name == "naive") return AttnImpl::Naive;
+  if (name == "gemm") return AttnImpl::Gemm;
+  if (name == "flash") return AttnImpl::Flash;
+  throw std::invalid_argument("unknown attention implementation '" + name + "' (naive, gemm, flash)");
+}
+
+void attention_forward(AttnImpl impl, float* out, float* lse, const float* qkv, const int32_t* cu, int B, int NH,
+                       int HS, bool causal) {
+  for_each_head(cu, B, NH, HS, [&](const HeadView& v) {
+    if (impl == AttnImpl::Naive) naive_forward_head(v, out, lse, qkv, NH, causal);
+    else flash_forward_head(v, out, lse, qkv, NH, causal);
+  });
+}
+
+void attention_backward(AttnImpl impl, float* dqkv, const float* dout, const float* qkv, const float* out,
+                        const float* lse, const int32_t* cu, int B, int NH, int HS, bool causal) {
+  for_each_head(cu, B, NH, HS, [&](const HeadView& v) {
+    if (impl == AttnImpl::Naive) naive_backward_head(v, dqkv, dout, qkv, out, lse, NH, causal);
+    else flash_backward_head(v, dqkv, dout, qkv, out, lse, NH, causal);
+  });
+}
+
+size_t attention_workspace_bytes(AttnImpl impl, const int32_t* cu, int B, int NH, int HS, bool forward_only) {
+  return 0;
+}
+
+}  // namespace cairn::cpu
