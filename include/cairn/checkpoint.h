@@ -1,0 +1,57 @@
+// safetensors and the run directory (SPEC §5).
+//
+// Commit protocol. A checkpoint is committed by ONE atomic rename: optimizer.safetensors holds the
+// parameters, both Adam moments and the trainer state (in its __metadata__), so it is always a
+// consistent resume point on its own. model.safetensors, config.json, tokenizer.model and
+// trainer_state.json are written (each atomically) for users and other tools; a run killed between
+// two of these writes resumes from optimizer.safetensors and rewrites them.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cairn/config.h"
+#include "cairn/params.h"
+
+namespace cairn {
+
+class Model;
+class AdamW;
+
+struct TensorRef {
+  std::string name;
+  std::vector<int64_t> shape;
+  const float* data;
+};
+struct LoadedTensor {
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+};
+
+// Serializes F32 tensors (in the given order) with optional string metadata.
+std::string safetensors_serialize(const std::vector<TensorRef>& tensors,
+                                  const std::map<std::string, std::string>& metadata = {});
+// Parses and validates everything (sizes, offsets, dtypes, shapes, overlaps, duplicates); throws
+// DataError naming `path` on anything wrong. Never trusts a size it has not checked.
+std::map<std::string, LoadedTensor> safetensors_parse(const std::string& bytes, const std::string& path,
+                                                      std::map<std::string, std::string>* metadata = nullptr);
+
+nlohmann::json config_to_json(const ModelConfig& cfg);
+ModelConfig config_from_json(const nlohmann::json& j, const std::string& path);  // DataError on bad fields
+ModelConfig read_config(const std::string& run_dir);
+
+// The model of a run directory: config.json + model.safetensors, every tensor checked against the
+// table (missing, extra or mis-shaped → DataError naming the tensor).
+void load_model(const std::string& run_dir, ModelConfig* cfg, std::vector<float>* params);
+void save_model(const std::string& run_dir, const ModelConfig& cfg, const float* host_params);
+
+// Full training checkpoint (see the commit protocol above).
+void save_checkpoint(const std::string& run_dir, Model& model, AdamW& opt, const nlohmann::json& trainer_state);
+// Restores params + moments into model/opt and returns the trainer state.
+nlohmann::json load_checkpoint(const std::string& run_dir, Model& model, AdamW& opt);
+nlohmann::json read_trainer_state(const std::string& run_dir);
+
+}  // namespace cairn

@@ -1,0 +1,31 @@
+// Crash-safe file writing: every file cairn produces goes through here. Data is written to a temp
+// file in the target's directory, fsync'd, renamed over the target, and the directory fsync'd, so a
+// reader (or a resumed run) sees the old file or the new one, never a torn one.
+#pragma once
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+namespace cairn {
+
+void write_file_atomic(const std::string& path, std::string_view bytes);
+void copy_file_atomic(const std::string& src, const std::string& dst);
+std::string read_file(const std::string& path);  // DataError when unreadable
+
+// Streaming variant for large outputs (cairn score, cairn pairs): nothing appears at `path` until
+// commit(); destroying an uncommitted writer removes its temp file and leaves `path` untouched.
+class AtomicWriter {
+ public:
+  explicit AtomicWriter(const std::string& path);
+  ~AtomicWriter();
+  AtomicWriter(const AtomicWriter&) = delete;
+  AtomicWriter& operator=(const AtomicWriter&) = delete;
+  void write(std::string_view bytes);
+  void commit();
+
+ private:
+  std::string path_, tmp_;
+  std::FILE* f_ = nullptr;
+};
+
+}  // namespace cairn

@@ -1,0 +1,41 @@
+// `cairn tokenizer train`: a SentencePiece model on the rendered text of pair files.
+#include <cstdio>
+#include <iostream>
+
+#include <cxxopts.hpp>
+
+#include "cairn/errors.h"
+#include "cairn/tokenizer.h"
+#include "cli/command.h"
+#include "util/timing.h"
+
+namespace cairn::cli {
+namespace {
+
+int run(int argc, char** argv) {
+  cxxopts::Options o(argv[0], "Train a SentencePiece tokenizer (BPE or unigram) on the text of JSONL pair files.");
+  o.add_options()
+    ("input", "pair file(s), repeatable (.gz ok)", cxxopts::value<std::vector<std::string>>())
+    ("out", "output .model file", cxxopts::value<std::string>())
+    ("vocab-size", "vocabulary size", cxxopts::value<int>()->default_value("8192"))
+    ("type", "bpe | unigram", cxxopts::value<std::string>()->default_value("bpe"))
+    ("max-sentences", "paragraphs sampled for training", cxxopts::value<long>()->default_value("300000"))
+    ("h,help", "show this help");
+  auto a = o.parse(argc, argv);
+  if (a.count("help")) {
+    std::cout << o.help() << "\nIds: pad 0, bos 1, eos 2, unk 3; byte fallback, so no text is unknown.\n";
+    return 0;
+  }
+  if (!a.count("input") || !a.count("out")) throw UsageError("--input and --out are required");
+  const double t0 = now_seconds();
+  train_tokenizer(a["input"].as<std::vector<std::string>>(), a["out"].as<std::string>(), a["vocab-size"].as<int>(),
+                  a["type"].as<std::string>(), a["max-sentences"].as<long>());
+  std::fprintf(stderr, "tokenizer: %s (%s, vocab %d) in %.1fs\n", a["out"].as<std::string>().c_str(),
+               a["type"].as<std::string>().c_str(), a["vocab-size"].as<int>(), now_seconds() - t0);
+  return 0;
+}
+
+CAIRN_COMMAND("tokenizer train", "train a SentencePiece tokenizer on pair files", run);
+
+}  // namespace
+}  // namespace cairn::cli

@@ -1,0 +1,99 @@
+// Shared subcommand helpers, see common.h.
+#include "cli/common.h"
+
+#include <cstdio>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "cairn/errors.h"
+#include "cairn/io.h"
+
+namespace cairn::cli {
+
+ModelConfig model_config_from_flags(const cxxopts::ParseResult& a, const Tokenizer& tok) {
+  ModelConfig c;
+  try {
+    c = preset_config(a["preset"].as<std::string>());
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  if (a.count("d-model")) c.d_model = a["d-model"].as<int>();
+  if (a.count("n-layers")) c.n_layers = a["n-layers"].as<int>();
+  if (a.count("n-heads")) c.n_heads = a["n-heads"].as<int>();
+  if (a.count("d-ff")) c.d_ff = a["d-ff"].as<int>();
+  if (a.count("max-seq-len")) c.max_seq_len = a["max-seq-len"].as<int>();
+  c.vocab_size = tok.vocab_size();
+  c.bos_id = tok.bos_id(), c.eos_id = tok.eos_id(), c.pad_id = tok.pad_id();
+  try {
+    c.validate();
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  return c;
+}
+
+void apply_constitution(const cxxopts::ParseResult& a, ModelConfig* cfg) {
+  if (!a.count("constitution")) return;
+  const std::string path = a["constitution"].as<std::string>();
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(path));
+  } catch (const nlohmann::json::exception&) {
+    throw DataError(path, 0, "not valid JSON");
+  }
+  const auto it = j.find("principles");
+  if (it == j.end() || !it->is_array() || it->empty()) throw DataError(path, 0, "needs a non-empty \"principles\" list");
+  cfg->head_names.clear(), cfg->head_weights.clear();
+  for (size_t i = 0; i < it->size(); ++i) {
+    const auto& p = (*it)[i];
+    const std::string where = "principles[" + std::to_string(i) + "]";
+    if (!p.is_object() || !p.contains("name") || !p["name"].is_string() || p["name"].get<std::string>().empty())
+      throw DataError(path, 0, where + " needs a non-empty string \"name\"");
+    const double w = p.contains("weight") ? (p["weight"].is_number() ? p["weight"].get<double>() : -1.0) : 1.0;
+    if (!(w >= 0)) throw DataError(path, 0, where + ": \"weight\" must be a number ≥ 0");
+    for (const auto& n : cfg->head_names)
+      if (n == p["name"]) throw DataError(path, 0, where + ": duplicate principle \"" + n + "\"");
+    cfg->head_names.push_back(p["name"].get<std::string>());
+    cfg->head_weights.push_back(static_cast<float>(w));
+  }
+  cfg->n_heads_out = static_cast<int>(cfg->head_names.size());
+}
+
+std::vector<TokenizedPair> tokenize_pairs(const std::vector<Pair>& pairs, const Tokenizer& tok, const ModelConfig& cfg,
+                                          TruncationStats* trunc) {
+  std::map<std::string, int> head_of;
+  for (int h = 0; h < cfg.n_heads_out; ++h) head_of[cfg.head_names[h]] = h;
+  std::vector<TokenizedPair> out(pairs.size());
+  long cut = 0;
+#pragma omp parallel for schedule(dynamic, 64) reduction(+ : cut)
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    const Pair& p = pairs[i];
+    TokenizedPair& t = out[i];
+    bool tc = false, tr = false;
+    t.chosen = tok.encode_for_model(p.chosen, cfg.max_seq_len, &tc);
+    t.rejected = tok.encode_for_model(p.rejected, cfg.max_seq_len, &tr);
+    cut += tc + tr;
+    t.label = p.label, t.margin = p.margin, t.weight = p.weight;
+    t.chosen_chars = p.chosen_chars, t.rejected_chars = p.rejected_chars;
+    auto h = head_of.find(p.principle);
+    t.head = (cfg.n_heads_out > 1 && h != head_of.end()) ? h->second : -1;
+  }
+  if (trunc) trunc->sequences += 2 * static_cast<long>(pairs.size()), trunc->truncated += cut;
+  return out;
+}
+
+void report_data(const std::string& path, const ReadStats& st, size_t usable) {
+  std::fprintf(stderr, "%s: %zu pairs from %ld lines", path.c_str(), usable, st.lines);
+  if (st.skipped) std::fprintf(stderr, ", %ld malformed lines skipped", st.skipped);
+  if (st.blank) std::fprintf(stderr, ", %ld blank", st.blank);
+  std::fprintf(stderr, "\n");
+}
+
+void report_truncation(const TruncationStats& t, int max_seq_len) {
+  if (t.truncated == 0) return;
+  std::fprintf(stderr, "note: %ld of %ld sequences (%.1f%%) were longer than max_seq_len %d and were truncated from the left (their ends kept)\n",
+               t.truncated, t.sequences, 100.0 * t.truncated / std::max(1L, t.sequences), max_seq_len);
+}
+
+}  // namespace cairn::cli

@@ -1,0 +1,31 @@
+// Helpers shared by the subcommands: model config from flags, constitution → heads, tokenizing pairs
+// with truncation counts, data reports on stderr.
+#pragma once
+#include <string>
+#include <vector>
+
+#include <cxxopts.hpp>
+
+#include "cairn/config.h"
+#include "cairn/data.h"
+#include "cairn/tokenizer.h"
+#include "train/batching.h"
+
+namespace cairn::cli {
+
+// --preset + --d-model/--n-layers/... overrides; vocab and special ids from the tokenizer.
+ModelConfig model_config_from_flags(const cxxopts::ParseResult& a, const Tokenizer& tok);
+// --constitution FILE: {"principles": [{"name", "text", "weight"}]} → one reward head per principle.
+void apply_constitution(const cxxopts::ParseResult& a, ModelConfig* cfg);
+
+struct TruncationStats {
+  long sequences = 0, truncated = 0;
+};
+// Tokenizes both sides of every pair; a pair's principle selects its head (none or unknown: composite).
+std::vector<TokenizedPair> tokenize_pairs(const std::vector<Pair>& pairs, const Tokenizer& tok, const ModelConfig& cfg,
+                                          TruncationStats* trunc);
+
+void report_data(const std::string& path, const ReadStats& st, size_t usable);
+void report_truncation(const TruncationStats& t, int max_seq_len);
+
+}  // namespace cairn::cli

@@ -1,0 +1,27 @@
+// load_run, see run_model.h.
+#include "cli/run_model.h"
+
+#include <filesystem>
+
+#include "cairn/checkpoint.h"
+#include "cairn/errors.h"
+
+namespace cairn::cli {
+
+LoadedRun load_run(const std::string& dir, const std::string& device, int threads) {
+  if (!std::filesystem::is_directory(dir)) throw DataError(dir, 0, "not a run directory");
+  LoadedRun r;
+  ModelConfig cfg;
+  std::vector<float> params;
+  load_model(dir, &cfg, &params);
+  r.tokenizer = std::make_unique<Tokenizer>((std::filesystem::path(dir) / "tokenizer.model").string());
+  if (r.tokenizer->vocab_size() != cfg.vocab_size)
+    throw DataError(dir, 0, "tokenizer.model has " + std::to_string(r.tokenizer->vocab_size()) +
+                                " pieces but config.json says vocab_size " + std::to_string(cfg.vocab_size));
+  r.backend = make_backend(device, threads);
+  r.model = std::make_unique<Model>(cfg, *r.backend);
+  r.model->set_params(params.data());
+  return r;
+}
+
+}  // namespace cairn::cli

@@ -1,0 +1,81 @@
+// LineReader: zlib's gz* API reads gzip and plain files alike (it detects the gzip magic), so one
+// code path streams both. Truncation shows up as a gzread error or as gzip's "unexpected end of file".
+#include <zlib.h>
+
+#include <cstring>
+
+#include "cairn/data.h"
+#include "cairn/errors.h"
+
+namespace cairn {
+
+LineReader::LineReader(const std::string& path, size_t max_line_bytes)
+    : path_(path), buf_(1 << 20), max_line_(max_line_bytes) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (!f) throw DataError(path, 0, std::string("cannot open: ") + std::strerror(errno));
+  gzbuffer(f, 1 << 17);
+  gz_ = f;
+}
+
+LineReader::~LineReader() {
+  if (gz_) gzclose(static_cast<gzFile>(gz_));
+}
+
+bool LineReader::fill() {
+  if (eof_) return false;
+  if (pos_ > 0) {
+    std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
+    end_ -= pos_;
+    pos_ = 0;
+  }
+  if (end_ == buf_.size()) {
+    if (buf_.size() >= max_line_ + 1)
+      throw DataError(path_, line_no_ + 1, "line longer than " + std::to_string(max_line_ >> 20) + " MiB");
+    buf_.resize(std::min(buf_.size() * 2, max_line_ + 1));
+  }
+  gzFile f = static_cast<gzFile>(gz_);
+  const int n = gzread(f, buf_.data() + end_, static_cast<unsigned>(buf_.size() - end_));
+  if (n < 0) {
+    int err = 0;
+    const char* msg = gzerror(f, &err);
+    throw DataError(path_, line_no_ + 1, std::string("corrupt or truncated gzip data: ") + msg);
+  }
+  if (n == 0) {
+    int err = 0;
+    const char* msg = gzerror(f, &err);
+    if (err != Z_OK && err != Z_STREAM_END)
+      throw DataError(path_, line_no_ + 1, std::string("corrupt or truncated gzip data: ") + msg);
+    eof_ = true;
+    return false;
+  }
+  end_ += static_cast<size_t>(n);
+  return true;
+}
+
+bool LineReader::next(std::string& line) {
+  for (;;) {
+    const char* start = buf_.data() + pos_;
+    const void* nl = std::memchr(start, '\n', end_ - pos_);
+    if (nl) {
+      size_t len = static_cast<const char*>(nl) - start;
+      if (len > max_line_)
+        throw DataError(path_, line_no_ + 1, "line longer than " + std::to_string(max_line_ >> 20) + " MiB");
+      line.assign(start, len && start[len - 1] == '\r' ? len - 1 : len);
+      pos_ += len + 1;
+      ++line_no_;
+      return true;
+    }
+    if (!fill()) {
+      if (end_ > pos_) {  // last line without a newline
+        line.assign(buf_.data() + pos_, end_ - pos_);
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        pos_ = end_;
+        ++line_no_;
+        return true;
+      }
+      return false;
+    }
+  }
+}
+
+}  // namespace cairn

@@ -1,0 +1,187 @@
+// Pair records (SPEC §3): JSON line → validated, rendered Pair. See include/cairn/data.h for the
+// rendering rules. Errors name file:line and the field.
+#include <cmath>
+#include <cstdio>
+
+#include "cairn/data.h"
+#include "cairn/errors.h"
+
+namespace cairn {
+namespace {
+
+[[noreturn]] void fail(const std::string& file, long line, const std::string& msg) { throw DataError(file, line, msg); }
+
+const nlohmann::json& need(const nlohmann::json& j, const char* field, const std::string& file, long line) {
+  auto it = j.find(field);
+  if (it == j.end() || it->is_null()) fail(file, line, std::string("missing field \"") + field + "\"");
+  return *it;
+}
+
+double number(const nlohmann::json& j, const char* field, double dflt, const std::string& file, long line) {
+  auto it = j.find(field);
+  if (it == j.end() || it->is_null()) return dflt;
+  if (!it->is_number()) fail(file, line, std::string("field \"") + field + "\" must be a number");
+  const double v = it->get<double>();
+  if (!std::isfinite(v)) fail(file, line, std::string("field \"") + field + "\" must be finite");
+  return v;
+}
+
+bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
+
+// Text of the response side and its own length. Implicit transcripts: the response is what follows
+// the last "\n\nAssistant:".
+struct Side {
+  std::string text;
+  int64_t response_chars = 0;
+};
+
+Side render_side(const nlohmann::json& j, const char* field, const std::string& file, long line) {
+  const nlohmann::json& resp = need(j, field, file, line);
+  auto pit = j.find("prompt");
+  const bool has_prompt = pit != j.end() && !pit->is_null();
+  Side s;
+  std::string response_part;
+  if (resp.is_string()) {
+    const std::string& r = resp.get_ref<const std::string&>();
+    if (!has_prompt) {
+      s.text = r;
+      const size_t at = r.rfind("\n\nAssistant:");
+      response_part = at == std::string::npos ? r : r.substr(at + 12);
+    } else if (pit->is_string()) {
+      s.text = render_prompt_response(pit->get_ref<const std::string&>(), r);
+      response_part = r;
+    } else if (pit->is_array()) {
+      s.text = render_messages(*pit, file, line, "prompt") + "\n\nAssistant: " + r;
+      response_part = r;
+    } else {
+      fail(file, line, "field \"prompt\" must be a string or a list of messages");
+    }
+  } else if (resp.is_array()) {
+    std::string prompt;
+    if (has_prompt) {
+      if (!pit->is_array()) fail(file, line, "field \"prompt\" must be a list of messages when \"" + std::string(field) + "\" is");
+      prompt = render_messages(*pit, file, line, "prompt");
+    }
+    s.text = prompt + render_messages(resp, file, line, field);
+    for (const auto& m : resp) response_part += m.at("content").get_ref<const std::string&>();
+  } else {
+    fail(file, line, std::string("field \"") + field + "\" must be a string or a list of messages");
+  }
+  if (blank(response_part)) fail(file, line, std::string("empty response in field \"") + field + "\"");
+  s.response_chars = utf8_length(response_part);
+  return s;
+}
+
+}  // namespace
+
+int64_t utf8_length(std::string_view s) {
+  int64_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+std::string render_prompt_response(const std::string& prompt, const std::string& response) {
+  if (prompt.rfind("\n\nHuman:", 0) == 0) return prompt + response;
+  return "\n\nHuman: " + prompt + "\n\nAssistant: " + response;
+}
+
+std::string render_messages(const nlohmann::json& messages, const std::string& file, long line, const char* field) {
+  if (!messages.is_array()) fail(file, line, std::string("field \"") + field + "\" must be a list of messages");
+  std::string out;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const auto& m = messages[i];
+    const std::string where = std::string("\"") + field + "\"[" + std::to_string(i) + "]";
+    if (!m.is_object()) fail(file, line, where + " must be an object with \"role\" and \"content\"");
+    auto r = m.find("role"), c = m.find("content");
+    if (r == m.end() || !r->is_string()) fail(file, line, where + ": missing string field \"role\"");
+    if (c == m.end() || !c->is_string()) fail(file, line, where + ": missing string field \"content\"");
+    const std::string& role = r->get_ref<const std::string&>();
+    if (role == "user" || role == "human") out += "\n\nHuman: ";
+    else if (role == "assistant") out += "\n\nAssistant: ";
+    else if (role == "system") out += "\n\nSystem: ";
+    else fail(file, line, where + ": unknown role \"" + role + "\" (expected user, assistant or system)");
+    out += c->get_ref<const std::string&>();
+  }
+  return out;
+}
+
+nlohmann::json parse_json_line(const std::string& text, const std::string& file, long line) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    std::string what = e.what();
+    if (what.find("UTF-8") != std::string::npos)
+      fail(file, line, "text is not valid UTF-8 (byte " + std::to_string(e.byte) + ")");
+    const size_t at = what.find("] ");
+    what = at == std::string::npos ? what : what.substr(at + 2);
+    const size_t last = what.find("; last read");
+    fail(file, line, "invalid JSON: " + what.substr(0, last));
+  }
+  if (!j.is_object()) fail(file, line, "expected a JSON object");
+  return j;
+}
+
+Pair parse_pair(const nlohmann::json& j, const std::string& file, long line) {
+  Pair p;
+  p.line = line;
+  Side c = render_side(j, "chosen", file, line), r = render_side(j, "rejected", file, line);
+  p.chosen = std::move(c.text), p.chosen_chars = c.response_chars;
+  p.rejected = std::move(r.text), p.rejected_chars = r.response_chars;
+  const double label = number(j, "label", 1.0, file, line);
+  if (label < 0 || label > 1) fail(file, line, "field \"label\" must be a probability in [0, 1]");
+  const double weight = number(j, "weight", 1.0, file, line);
+  if (!(weight > 0)) fail(file, line, "field \"weight\" must be > 0");
+  p.label = static_cast<float>(label);
+  p.weight = static_cast<float>(weight);
+  p.margin = static_cast<float>(number(j, "margin", 0.0, file, line));
+  if (auto it = j.find("principle"); it != j.end() && !it->is_null()) {
+    if (!it->is_string()) fail(file, line, "field \"principle\" must be a string");
+    p.principle = it->get<std::string>();
+  }
+  if (auto it = j.find("id"); it != j.end() && !it->is_null())
+    p.id = it->is_string() ? it->get<std::string>() : it->dump();
+  return p;
+}
+
+std::vector<Pair> read_pairs(const std::string& path, bool skip_bad, ReadStats* stats) {
+  ReadStats local;
+  ReadStats& st = stats ? *stats : local;
+  std::vector<Pair> out;
+  LineReader in(path);
+  std::string line;
+  while (in.next(line)) {
+    ++st.lines;
+    if (line.find_first_not_of(" \t") == std::string::npos) {
+      ++st.blank;
+      continue;
+    }
+    try {
+      out.push_back(parse_pair(parse_json_line(line, path, in.line_number()), path, in.line_number()));
+      ++st.pairs;
+    } catch (const DataError& e) {
+      if (!skip_bad) throw;
+      if (st.skipped < 5) std::fprintf(stderr, "skipping %s\n", e.what());
+      ++st.skipped;
+    }
+  }
+  return out;
+}
+
+ScoreText render_score_record(const nlohmann::json& j, const std::string& file, long line) {
+  ScoreText s;
+  if (auto t = j.find("text"); t != j.end() && !t->is_null()) {
+    if (!t->is_string()) fail(file, line, "field \"text\" must be a string");
+    s.text = t->get<std::string>();
+    if (blank(s.text)) fail(file, line, "empty field \"text\"");
+    s.response_chars = utf8_length(s.text);
+    return s;
+  }
+  if (j.find("response") == j.end()) fail(file, line, "missing field \"response\" (or \"text\")");
+  Side side = render_side(j, "response", file, line);
+  s.text = std::move(side.text);
+  s.response_chars = side.response_chars;
+  return s;
+}
+
+}  // namespace cairn

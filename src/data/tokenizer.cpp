@@ -1,0 +1,113 @@
+// SentencePiece wrapper and trainer, see include/cairn/tokenizer.h.
+#include "cairn/tokenizer.h"
+
+#include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
+
+#include <filesystem>
+#include <fstream>
+#include <unordered_set>
+
+#include <unistd.h>
+
+#include "cairn/data.h"
+#include "cairn/errors.h"
+#include "cairn/io.h"
+#include "util/rng.h"
+
+namespace fs = std::filesystem;
+
+namespace cairn {
+
+struct Tokenizer::Impl {
+  sentencepiece::SentencePieceProcessor sp;
+};
+
+Tokenizer::Tokenizer(const std::string& path) : impl_(std::make_unique<Impl>()) {
+  if (!fs::exists(path)) throw DataError(path, 0, "tokenizer model not found");
+  const auto st = impl_->sp.Load(path);
+  if (!st.ok()) throw DataError(path, 0, "not a SentencePiece model (" + st.ToString() + ")");
+  if (impl_->sp.bos_id() < 0 || impl_->sp.eos_id() < 0)
+    throw DataError(path, 0, "the tokenizer defines no BOS/EOS pieces (train it with cairn tokenizer train)");
+}
+
+Tokenizer::~Tokenizer() = default;
+
+std::vector<int32_t> Tokenizer::encode(const std::string& text) const {
+  std::vector<int> ids;
+  const auto st = impl_->sp.Encode(text, &ids);
+  if (!st.ok()) throw std::runtime_error("tokenizer: " + st.ToString());
+  return {ids.begin(), ids.end()};
+}
+
+std::vector<int32_t> Tokenizer::encode_for_model(const std::string& text, int max_seq_len, bool* truncated) const {
+  std::vector<int32_t> ids = encode(text);
+  std::vector<int32_t> seq;
+  seq.reserve(ids.size() + 2);
+  seq.push_back(bos_id());
+  seq.insert(seq.end(), ids.begin(), ids.end());
+  seq.push_back(eos_id());
+  const bool cut = static_cast<int>(seq.size()) > max_seq_len;
+  if (cut) seq.erase(seq.begin(), seq.end() - max_seq_len);  // keep the end; EOS stays last
+  if (truncated) *truncated = cut;
+  return seq;
+}
+
+int Tokenizer::vocab_size() const { return impl_->sp.GetPieceSize(); }
+int Tokenizer::bos_id() const { return impl_->sp.bos_id(); }
+int Tokenizer::eos_id() const { return impl_->sp.eos_id(); }
+int Tokenizer::pad_id() const { return std::max(0, impl_->sp.pad_id()); }
+
+void train_tokenizer(const std::vector<std::string>& files, const std::string& model_out, int vocab_size,
+                     const std::string& type, long max_sentences) {
+  if (type != "bpe" && type != "unigram") throw UsageError("tokenizer type must be bpe or unigram");
+  if (vocab_size < 260) throw UsageError("--vocab-size must be ≥ 260 (256 byte pieces + specials)");
+  const fs::path tmpdir = fs::temp_directory_path() / ("cairn-spm-" + std::to_string(getpid()));
+  fs::create_directories(tmpdir);
+  struct Cleanup {
+    fs::path p;
+    ~Cleanup() { std::error_code ec; fs::remove_all(p, ec); }
+  } cleanup{tmpdir};
+
+  // One paragraph per line: the trainer treats lines as sentences. Texts are deduplicated (pairs
+  // share prompts) and reservoir-sampled to at most max_sentences lines, deterministically.
+  std::vector<std::string> lines;
+  std::unordered_set<std::string> seen;
+  Rng rng(12345);
+  long offered = 0;
+  for (const auto& f : files) {
+    for (const Pair& p : read_pairs(f, true, nullptr)) {
+      for (const std::string* t : {&p.chosen, &p.rejected}) {
+        size_t b = 0;
+        while (b < t->size()) {
+          size_t e = t->find('\n', b);
+          if (e == std::string::npos) e = t->size();
+          if (e > b && seen.insert(t->substr(b, e - b)).second) {
+            ++offered;
+            if (static_cast<long>(lines.size()) < max_sentences) lines.push_back(t->substr(b, e - b));
+            else if (const uint64_t k = rng.below(offered); static_cast<long>(k) < max_sentences) lines[k] = t->substr(b, e - b);
+          }
+          b = e + 1;
+        }
+      }
+    }
+  }
+  if (lines.empty()) throw DataError(files.empty() ? "" : files[0], 0, "no text to train a tokenizer on");
+  const fs::path corpus = tmpdir / "corpus.txt";
+  {
+    std::ofstream out(corpus);
+    for (const auto& l : lines) out << l << '\n';
+  }
+  const fs::path prefix = tmpdir / "spm";
+  sentencepiece::SetRandomGeneratorSeed(1);
+  const std::string args = "--input=" + corpus.string() + " --model_prefix=" + prefix.string() +
+                           " --vocab_size=" + std::to_string(vocab_size) + " --model_type=" + type +
+                           " --pad_id=0 --bos_id=1 --eos_id=2 --unk_id=3 --byte_fallback=true"
+                           " --character_coverage=0.9995 --max_sentence_length=65536 --num_threads=2"
+                           " --minloglevel=2 --shuffle_input_sentence=false --train_extremely_large_corpus=false";
+  const auto st = sentencepiece::SentencePieceTrainer::Train(args);
+  if (!st.ok()) throw std::runtime_error("tokenizer training failed: " + st.ToString());
+  copy_file_atomic(prefix.string() + ".model", model_out);
+}
+
+}  // namespace cairn

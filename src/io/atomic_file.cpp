@@ -1,0 +1,101 @@
+// Atomic file writing, see include/cairn/io.h.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+
+#include "cairn/errors.h"
+#include "cairn/io.h"
+
+namespace fs = std::filesystem;
+
+namespace cairn {
+namespace {
+
+std::runtime_error io_error(const std::string& what, const std::string& path) {
+  return std::runtime_error(what + " " + path + ": " + std::strerror(errno));
+}
+
+std::string temp_name(const std::string& path) {
+  static int counter = 0;
+  return path + ".tmp." + std::to_string(getpid()) + "." + std::to_string(counter++);
+}
+
+void fsync_dir(const std::string& path) {
+  std::string dir = fs::path(path).parent_path().string();
+  if (dir.empty()) dir = ".";
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+void finish(std::FILE* f, const std::string& tmp, const std::string& path) {
+  if (std::fflush(f) != 0 || ::fsync(fileno(f)) != 0) {
+    std::fclose(f);
+    ::unlink(tmp.c_str());
+    throw io_error("cannot write", tmp);
+  }
+  if (std::fclose(f) != 0) {
+    ::unlink(tmp.c_str());
+    throw io_error("cannot write", tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    throw io_error("cannot rename onto", path);
+  }
+  fsync_dir(path);
+}
+
+}  // namespace
+
+void write_file_atomic(const std::string& path, std::string_view bytes) {
+  AtomicWriter w(path);
+  w.write(bytes);
+  w.commit();
+}
+
+std::string read_file(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw DataError(path, 0, std::string("cannot open: ") + std::strerror(errno));
+  std::string s;
+  char buf[1 << 16];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
+  const bool err = std::ferror(f);
+  std::fclose(f);
+  if (err) throw DataError(path, 0, "read error");
+  return s;
+}
+
+void copy_file_atomic(const std::string& src, const std::string& dst) { write_file_atomic(dst, read_file(src)); }
+
+AtomicWriter::AtomicWriter(const std::string& path) : path_(path), tmp_(temp_name(path)) {
+  f_ = std::fopen(tmp_.c_str(), "wb");
+  if (!f_) throw io_error("cannot create", tmp_);
+}
+
+AtomicWriter::~AtomicWriter() {
+  if (f_) {
+    std::fclose(f_);
+    ::unlink(tmp_.c_str());
+  }
+}
+
+void AtomicWriter::write(std::string_view bytes) {
+  if (!f_) throw std::logic_error("AtomicWriter: write after commit");
+  if (std::fwrite(bytes.data(), 1, bytes.size(), f_) != bytes.size()) throw io_error("cannot write", tmp_);
+}
+
+void AtomicWriter::commit() {
+  if (!f_) return;
+  std::FILE* f = f_;
+  f_ = nullptr;
+  finish(f, tmp_, path_);
+}
+
+}  // namespace cairn

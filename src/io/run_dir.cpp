@@ -1,0 +1,168 @@
+// The run directory (SPEC §5): config.json, model.safetensors, optimizer.safetensors,
+// trainer_state.json. See include/cairn/checkpoint.h for the commit protocol.
+#include <filesystem>
+
+#include "cairn/checkpoint.h"
+#include "cairn/errors.h"
+#include "cairn/io.h"
+#include "cairn/model.h"
+#include "cairn/optim.h"
+
+namespace fs = std::filesystem;
+
+namespace cairn {
+namespace {
+
+std::string join(const std::string& dir, const char* name) { return (fs::path(dir) / name).string(); }
+
+nlohmann::json parse_json_file(const std::string& path) {
+  try {
+    return nlohmann::json::parse(read_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(path, 0, "not valid JSON");
+  }
+}
+
+std::vector<TensorRef> table_refs(const ParamTable& t, const float* base, const std::string& prefix = "") {
+  std::vector<TensorRef> refs;
+  for (const auto& p : t.tensors()) refs.push_back({prefix + p.name, p.shape, base + p.offset});
+  return refs;
+}
+
+// Copies every tensor of the table (under prefix) out of `loaded` into dst, checking shapes.
+void fill_from(const std::map<std::string, LoadedTensor>& loaded, const ParamTable& t, const std::string& prefix,
+               float* dst, const std::string& path) {
+  for (const auto& p : t.tensors()) {
+    auto it = loaded.find(prefix + p.name);
+    if (it == loaded.end()) throw DataError(path, 0, "missing tensor \"" + prefix + p.name + "\"");
+    if (it->second.shape != p.shape) {
+      std::string got, want;
+      for (auto d : it->second.shape) got += (got.empty() ? "" : ",") + std::to_string(d);
+      for (auto d : p.shape) want += (want.empty() ? "" : ",") + std::to_string(d);
+      throw DataError(path, 0, "tensor \"" + prefix + p.name + "\" has shape [" + got + "], config.json implies [" + want + "]");
+    }
+    std::copy(it->second.data.begin(), it->second.data.end(), dst + p.offset);
+  }
+}
+
+}  // namespace
+
+nlohmann::json config_to_json(const ModelConfig& c) {
+  return {{"model_type", "cairn-reward"}, {"cairn_version", "0.1.0"}, {"vocab_size", c.vocab_size},
+          {"max_seq_len", c.max_seq_len}, {"d_model", c.d_model}, {"n_layers", c.n_layers}, {"n_heads", c.n_heads},
+          {"d_ff", c.d_ff}, {"n_heads_out", c.n_heads_out}, {"head_names", c.head_names},
+          {"head_weights", c.head_weights}, {"pad_id", c.pad_id}, {"bos_id", c.bos_id}, {"eos_id", c.eos_id},
+          {"ln_eps", 1e-5}, {"activation", "gelu_tanh"}, {"positional", "learned"}, {"norm", "pre_ln"},
+          {"reward_position", "eos"}};
+}
+
+ModelConfig config_from_json(const nlohmann::json& j, const std::string& path) {
+  if (!j.is_object()) throw DataError(path, 0, "config is not a JSON object");
+  ModelConfig c;
+  auto get_int = [&](const char* k, int& dst) {
+    auto it = j.find(k);
+    if (it == j.end()) throw DataError(path, 0, std::string("missing field \"") + k + "\"");
+    if (!it->is_number_integer()) throw DataError(path, 0, std::string("field \"") + k + "\" must be an integer");
+    const int64_t v = it->get<int64_t>();
+    if (v < -1 || v > (1 << 24)) throw DataError(path, 0, std::string("field \"") + k + "\" out of range");
+    dst = static_cast<int>(v);
+  };
+  get_int("vocab_size", c.vocab_size), get_int("max_seq_len", c.max_seq_len), get_int("d_model", c.d_model);
+  get_int("n_layers", c.n_layers), get_int("n_heads", c.n_heads), get_int("d_ff", c.d_ff);
+  get_int("n_heads_out", c.n_heads_out), get_int("pad_id", c.pad_id), get_int("bos_id", c.bos_id);
+  get_int("eos_id", c.eos_id);
+  try {
+    c.head_names = j.value("head_names", std::vector<std::string>{"reward"});
+    c.head_weights = j.value("head_weights", std::vector<float>(c.n_heads_out, 1.0f));
+  } catch (const nlohmann::json::exception&) {
+    throw DataError(path, 0, "head_names must be strings and head_weights numbers");
+  }
+  try {
+    c.validate();
+  } catch (const std::invalid_argument& e) {
+    throw DataError(path, 0, e.what());
+  }
+  return c;
+}
+
+ModelConfig read_config(const std::string& dir) {
+  const std::string p = join(dir, "config.json");
+  return config_from_json(parse_json_file(p), p);
+}
+
+void load_model(const std::string& dir, ModelConfig* cfg, std::vector<float>* params) {
+  *cfg = read_config(dir);
+  ParamTable t(*cfg);
+  const std::string p = join(dir, "model.safetensors");
+  auto loaded = safetensors_parse(read_file(p), p);
+  if (loaded.size() != t.tensors().size())
+    for (const auto& [name, _] : loaded)
+      if (!t.find(name)) throw DataError(p, 0, "unexpected tensor \"" + name + "\" (not in this config)");
+  params->assign(t.total(), 0.0f);
+  fill_from(loaded, t, "", params->data(), p);
+}
+
+void save_model(const std::string& dir, const ModelConfig& cfg, const float* params) {
+  ParamTable t(cfg);
+  write_file_atomic(join(dir, "model.safetensors"), safetensors_serialize(table_refs(t, params), {{"format", "pt"}}));
+  write_file_atomic(join(dir, "config.json"), config_to_json(cfg).dump(2) + "\n");
+}
+
+void save_checkpoint(const std::string& dir, Model& model, AdamW& opt, const nlohmann::json& state) {
+  const ParamTable& t = model.table();
+  const size_t n = t.total();
+  std::vector<float> p(n), m(n), v(n);
+  model.get_params(p.data());
+  Backend& be = model.backend();
+  be.to_host(m.data(), opt.m(), n * sizeof(float));
+  be.to_host(v.data(), opt.v(), n * sizeof(float));
+  std::vector<TensorRef> refs = table_refs(t, p.data(), "param.");
+  for (auto& r : table_refs(t, m.data(), "exp_avg.")) refs.push_back(r);
+  for (auto& r : table_refs(t, v.data(), "exp_avg_sq.")) refs.push_back(r);
+  nlohmann::json st = state;
+  st["optimizer_step"] = opt.steps_done();
+  // 1. the commit point: one file holding everything needed to resume
+  write_file_atomic(join(dir, "optimizer.safetensors"), safetensors_serialize(refs, {{"trainer_state", st.dump()}}));
+  // 2. the files users and tools read
+  save_model(dir, model.config(), p.data());
+  write_file_atomic(join(dir, "trainer_state.json"), st.dump(2) + "\n");
+}
+
+nlohmann::json load_checkpoint(const std::string& dir, Model& model, AdamW& opt) {
+  const std::string p = join(dir, "optimizer.safetensors");
+  std::map<std::string, std::string> meta;
+  auto loaded = safetensors_parse(read_file(p), p, &meta);
+  const ParamTable& t = model.table();
+  const size_t n = t.total();
+  std::vector<float> params(n), m(n), v(n);
+  fill_from(loaded, t, "param.", params.data(), p);
+  fill_from(loaded, t, "exp_avg.", m.data(), p);
+  fill_from(loaded, t, "exp_avg_sq.", v.data(), p);
+  nlohmann::json st;
+  try {
+    st = nlohmann::json::parse(meta.at("trainer_state"));
+  } catch (const std::exception&) {
+    throw DataError(p, 0, "missing or invalid trainer_state metadata");
+  }
+  if (!st.contains("step") || !st["step"].is_number_integer()) throw DataError(p, 0, "trainer_state has no step");
+  model.set_params(params.data());
+  Backend& be = model.backend();
+  be.to_device(opt.m(), m.data(), n * sizeof(float));
+  be.to_device(opt.v(), v.data(), n * sizeof(float));
+  opt.set_steps_done(st.value("optimizer_step", st["step"].get<int>()));
+  return st;
+}
+
+nlohmann::json read_trainer_state(const std::string& dir) {
+  // The resume point is optimizer.safetensors (see the commit protocol); trainer_state.json mirrors it.
+  const std::string p = join(dir, "optimizer.safetensors");
+  std::map<std::string, std::string> meta;
+  safetensors_parse(read_file(p), p, &meta);
+  try {
+    return nlohmann::json::parse(meta.at("trainer_state"));
+  } catch (const std::exception&) {
+    throw DataError(p, 0, "missing or invalid trainer_state metadata");
+  }
+}
+
+}  // namespace cairn

@@ -1,0 +1,119 @@
+// safetensors reader/writer. Format: u64 little-endian header length n, n bytes of JSON header
+// {name: {"dtype", "shape", "data_offsets": [b, e]}, "__metadata__": {str: str}}, then the data.
+// The writer pads the header with spaces to a multiple of 8 (alignment, as the reference does).
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "cairn/checkpoint.h"
+#include "cairn/errors.h"
+
+namespace cairn {
+
+static constexpr uint64_t kMaxHeader = 100ull << 20;
+
+std::string safetensors_serialize(const std::vector<TensorRef>& tensors, const std::map<std::string, std::string>& metadata) {
+  nlohmann::ordered_json h = nlohmann::ordered_json::object();
+  if (!metadata.empty()) h["__metadata__"] = metadata;
+  uint64_t off = 0;
+  for (const auto& t : tensors) {
+    uint64_t n = 1;
+    for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
+    h[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {off, off + 4 * n}}};
+    off += 4 * n;
+  }
+  std::string header = h.dump();
+  header.append((8 - header.size() % 8) % 8, ' ');
+  std::string out(8, '\0');
+  const uint64_t len = header.size();
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((len >> (8 * i)) & 0xFF);
+  out += header;
+  out.reserve(out.size() + off);
+  for (const auto& t : tensors) {
+    uint64_t n = 1;
+    for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
+    out.append(reinterpret_cast<const char*>(t.data), 4 * n);  // x86/ARM: host order is little-endian
+  }
+  return out;
+}
+
+std::map<std::string, LoadedTensor> safetensors_parse(const std::string& bytes, const std::string& path,
+                                                      std::map<std::string, std::string>* metadata) {
+  auto bad = [&](const std::string& msg) { return DataError(path, 0, "invalid safetensors file: " + msg); };
+  if (bytes.size() < 8) throw bad("shorter than its 8-byte header length");
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
+  if (n > kMaxHeader) throw bad("header length " + std::to_string(n) + " exceeds 100 MiB");
+  if (n > bytes.size() - 8) throw bad("header length " + std::to_string(n) + " runs past the end of the file");
+  const uint64_t data_len = bytes.size() - 8 - n;
+
+  // Parse with a callback that rejects duplicate top-level names (nlohmann would keep the last).
+  std::set<std::string> names;
+  bool duplicate = false;
+  std::string dup_name;
+  nlohmann::json h;
+  try {
+    h = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<long>(n),
+                              [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
+                                if (depth == 1 && ev == nlohmann::json::parse_event_t::key) {
+                                  const std::string k = parsed.get<std::string>();
+                                  if (!names.insert(k).second) duplicate = true, dup_name = k;
+                                }
+                                return true;
+                              });
+  } catch (const nlohmann::json::exception& e) {
+    throw bad("header is not valid JSON");
+  }
+  if (duplicate) throw bad("tensor \"" + dup_name + "\" appears twice");
+  if (!h.is_object()) throw bad("header is not a JSON object");
+
+  std::map<std::string, LoadedTensor> out;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  for (auto it = h.begin(); it != h.end(); ++it) {
+    const std::string& name = it.key();
+    const auto& t = it.value();
+    if (name == "__metadata__") {
+      if (!t.is_object()) throw bad("__metadata__ is not an object");
+      for (auto m = t.begin(); m != t.end(); ++m) {
+        if (!m.value().is_string()) throw bad("__metadata__ values must be strings");
+        if (metadata) (*metadata)[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    const std::string where = "tensor \"" + name + "\": ";
+    if (!t.is_object()) throw bad(where + "entry is not an object");
+    auto dt = t.find("dtype"), sh = t.find("shape"), of = t.find("data_offsets");
+    if (dt == t.end() || !dt->is_string()) throw bad(where + "missing dtype");
+    if (*dt != "F32") throw bad(where + "dtype " + dt->get<std::string>() + " is not supported (F32 only)");
+    if (sh == t.end() || !sh->is_array() || sh->size() > 8) throw bad(where + "missing or invalid shape");
+    uint64_t numel = 1;
+    LoadedTensor lt;
+    for (const auto& d : *sh) {
+      if (!d.is_number_integer() || d.get<int64_t>() < 0 || d.get<int64_t>() > (1ll << 32)) throw bad(where + "invalid dimension");
+      const uint64_t v = d.get<uint64_t>();
+      if (v != 0 && numel > data_len / v) throw bad(where + "shape larger than the file");
+      numel *= v;
+      lt.shape.push_back(static_cast<int64_t>(v));
+    }
+    if (of == t.end() || !of->is_array() || of->size() != 2 || !(*of)[0].is_number_unsigned() || !(*of)[1].is_number_unsigned())
+      throw bad(where + "missing or invalid data_offsets");
+    const uint64_t b = (*of)[0].get<uint64_t>(), e = (*of)[1].get<uint64_t>();
+    if (b > e || e > data_len) throw bad(where + "data_offsets outside the data section");
+    if (e - b != 4 * numel) throw bad(where + "data_offsets do not match its shape");
+    ranges.push_back({b, e});
+    lt.data.resize(numel);
+    if (numel) std::memcpy(lt.data.data(), bytes.data() + 8 + n + b, 4 * numel);
+    out.emplace(name, std::move(lt));
+  }
+  std::sort(ranges.begin(), ranges.end());
+  uint64_t end = 0;
+  for (auto [b, e] : ranges) {
+    if (b < end) throw bad("tensors overlap");
+    if (b > end) throw bad("gap in the data section before offset " + std::to_string(b));
+    end = e;
+  }
+  if (end != data_len) throw bad(std::to_string(data_len - end) + " bytes of data belong to no tensor");
+  return out;
+}
+
+}  // namespace cairn
