@@ -1,0 +1,135 @@
+// End-to-end through the `cairn` binary: pairs → tokenizer → train → eval → score → resume on a
+// small generated corpus; exit codes and messages for bad input; outputs never half-written.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "test_tmpdir.h"
+#include "util/rng.h"
+
+namespace cairn {
+using test::TempDir;
+
+struct CliResult {
+  int code;
+  std::string out;
+};
+static CliResult cairn_run(const std::string& args) {
+  const std::string cmd = std::string(CAIRN_BINARY) + " " + args + " 2>&1";
+  CliResult r{0, ""};
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int st = pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+// A learnable toy corpus: the chosen answer is polite ("please"/"thank you"), the rejected one is not.
+static std::string toy_pairs(int n, uint64_t seed) {
+  const char* topics[] = {"the weather", "a recipe", "my homework", "the train times", "a poem", "the news"};
+  const char* good[] = {"Thank you for asking, here is a careful answer about", "Please find below a kind explanation of"};
+  const char* bad[] = {"Whatever, figure out", "No. Go away and read about"};
+  Rng r(seed);
+  std::string s;
+  for (int i = 0; i < n; ++i) {
+    const std::string t = topics[r.below(6)];
+    nlohmann::json j = {{"prompt", "Tell me about " + t + " " + std::to_string(i)},
+                        {"chosen", std::string(good[r.below(2)]) + " " + t + "."},
+                        {"rejected", std::string(bad[r.below(2)]) + " " + t + "."}};
+    s += j.dump() + "\n";
+  }
+  return s;
+}
+
+TEST(Cli, HelpForEveryCommand) {
+  for (const char* c : {"train", "score", "eval", "pairs", "tokenizer train", "bench train", "bench attention"}) {
+    CliResult r = cairn_run(std::string(c) + " --help");
+    EXPECT_EQ(r.code, 0) << c << "\n" << r.out;
+    EXPECT_NE(r.out.find("Usage"), std::string::npos) << c;
+  }
+  EXPECT_EQ(cairn_run("frobnicate").code, 2);
+  EXPECT_EQ(cairn_run("train --bogus-flag").code, 2);
+}
+
+TEST(Cli, TrainEvalScoreResumeEndToEnd) {
+  TempDir d;
+  const std::string train = d.write("train.jsonl", toy_pairs(400, 1)), valid = d.write("valid.jsonl", toy_pairs(100, 2));
+  CliResult tok = cairn_run("tokenizer train --input " + train + " --out " + d.file("tok.model") + " --vocab-size 400");
+  ASSERT_EQ(tok.code, 0) << tok.out;
+  const std::string common = "--train " + train + " --valid " + valid + " --out " + d.file("run") + " --tokenizer " +
+                             d.file("tok.model") + " --preset tiny --d-model 32 --n-layers 1 --d-ff 64 --max-seq-len 64"
+                             " --batch-pairs 16 --lr 3e-3 --log-every 5 --eval-every 10 --threads 2";
+  CliResult tr = cairn_run("train " + common + " --steps 30");
+  ASSERT_EQ(tr.code, 0) << tr.out;
+  for (const char* f : {"config.json", "model.safetensors", "tokenizer.model", "trainer_state.json", "optimizer.safetensors", "metrics.jsonl"})
+    EXPECT_TRUE(std::filesystem::exists(d.file("run/") + f)) << f;
+  // metrics.jsonl: one JSON object per logged step with the SPEC fields
+  std::ifstream m(d.file("run/metrics.jsonl"));
+  std::string line, last;
+  int lines = 0;
+  while (std::getline(m, line)) last = line, ++lines;
+  EXPECT_EQ(lines, 6);
+  auto lj = nlohmann::json::parse(last);
+  for (const char* k : {"step", "loss", "acc", "lr", "grad_norm", "tokens_per_s", "valid_loss", "valid_acc"}) EXPECT_TRUE(lj.contains(k)) << k;
+
+  CliResult ev = cairn_run("eval --json --model " + d.file("run") + " --pairs " + valid);
+  ASSERT_EQ(ev.code, 0) << ev.out;
+  auto ej = nlohmann::json::parse(ev.out.substr(ev.out.find('{')));
+  EXPECT_GE(ej["accuracy"].get<double>(), 0.9) << ev.out;  // the politeness task is easy
+  EXPECT_EQ(ej["pairs"], 100);
+
+  // score keeps records byte for byte and in order, adds "reward"
+  const std::string in = d.write("in.jsonl", "{\"prompt\": \"Tell me about a poem\", \"response\": \"Thank you for asking.\", \"k\": 1.50}\n"
+                                             "\n{\"text\":\"Whatever.\"}\n");
+  CliResult sc = cairn_run("score --model " + d.file("run") + " --input " + in + " --output " + d.file("out.jsonl"));
+  ASSERT_EQ(sc.code, 0) << sc.out;
+  std::ifstream o(d.file("out.jsonl"));
+  std::string l1, l2;
+  std::getline(o, l1), std::getline(o, l2);
+  EXPECT_EQ(l1.rfind("{\"prompt\": \"Tell me about a poem\", \"response\": \"Thank you for asking.\", \"k\": 1.50,\"reward\":", 0), 0u) << l1;
+  EXPECT_TRUE(nlohmann::json::parse(l2).contains("reward"));
+
+  // resume continues to a larger step count; metrics stay one line per logged step
+  CliResult re = cairn_run("train " + common + " --steps 40 --resume");
+  ASSERT_EQ(re.code, 0) << re.out;
+  EXPECT_EQ(nlohmann::json::parse(test::slurp(d.file("run/trainer_state.json")))["step"], 40);
+  // an existing run is not overwritten without --resume
+  EXPECT_EQ(cairn_run("train " + common + " --steps 5").code, 2);
+}
+
+TEST(Cli, BadInputExitsThreeNamingFileAndLineAndWritesNothing) {
+  TempDir d;
+  const std::string good = R"({"chosen": "a b", "rejected": "c d"})";
+  const std::string bad = d.write("bad.jsonl", good + "\n" + good + "\n" + R"({"chosen": "x"})" + "\n");
+  CliResult r = cairn_run("pairs --from cai --input " + bad + " --output " + d.file("o.jsonl"));
+  EXPECT_EQ(r.code, 3) << r.out;
+  CliResult t = cairn_run("tokenizer train --input " + d.write("ok.jsonl", toy_pairs(50, 3)) + " --out " + d.file("tok.model") + " --vocab-size 400");
+  ASSERT_EQ(t.code, 0) << t.out;
+  CliResult tr = cairn_run("train --train " + bad + " --out " + d.file("run") + " --tokenizer " + d.file("tok.model") + " --steps 2");
+  EXPECT_EQ(tr.code, 3);
+  EXPECT_NE(tr.out.find(bad + ":3: missing field \"rejected\""), std::string::npos) << tr.out;
+  CliResult skip = cairn_run("train --train " + bad + " --out " + d.file("run2") + " --tokenizer " + d.file("tok.model") +
+                       " --steps 2 --preset tiny --d-model 32 --n-layers 1 --skip-bad");
+  EXPECT_EQ(skip.code, 0) << skip.out;
+  EXPECT_NE(skip.out.find("1 malformed lines skipped"), std::string::npos) << skip.out;
+
+  // score: a bad record in the middle → exit 3 and the old output file is untouched
+  const std::string prev = d.write("scored.jsonl", "previous results\n");
+  const std::string in = d.write("s.jsonl", "{\"text\": \"fine\"}\n{\"prompt\": \"no response\"}\n");
+  CliResult sc = cairn_run("score --model " + d.file("run2") + " --input " + in + " --output " + prev);
+  EXPECT_EQ(sc.code, 3) << sc.out;
+  EXPECT_NE(sc.out.find(in + ":2:"), std::string::npos) << sc.out;
+  EXPECT_EQ(test::slurp(prev), "previous results\n");
+  // a hostile model directory
+  d.write("run2/model.safetensors", std::string("\xff\xff\xff\xff\xff\xff\xff\x7f{}", 10));
+  EXPECT_EQ(cairn_run("score --model " + d.file("run2") + " --input " + in + " --output " + d.file("x.jsonl")).code, 3);
+}
+
+}  // namespace cairn

@@ -1,0 +1,152 @@
+// Pair parsing and rendering (SPEC §3), streaming reads of plain and gzip files, and the errors bad
+// input must produce (file:line, the field, never a crash).
+#include <gtest/gtest.h>
+
+#include "cairn/data.h"
+#include "cairn/errors.h"
+#include "test_tmpdir.h"
+
+namespace cairn {
+using test::TempDir;
+
+static Pair parse(const std::string& line) { return parse_pair(parse_json_line(line, "f.jsonl", 7), "f.jsonl", 7); }
+
+static std::string error_of(const std::string& line) {
+  try {
+    parse(line);
+  } catch (const DataError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(Data, ImplicitPromptIsUsedAsGiven) {
+  Pair p = parse(R"({"chosen": "\n\nHuman: hi\n\nAssistant: hello there", "rejected": "\n\nHuman: hi\n\nAssistant: go"})");
+  EXPECT_EQ(p.chosen, "\n\nHuman: hi\n\nAssistant: hello there");
+  EXPECT_EQ(p.rejected, "\n\nHuman: hi\n\nAssistant: go");
+  EXPECT_EQ(p.chosen_chars, 12);  // " hello there": the response after the last "\n\nAssistant:"
+  EXPECT_EQ(p.label, 1.0f);
+  EXPECT_EQ(p.weight, 1.0f);
+}
+
+TEST(Data, ExplicitTextPromptRendering) {
+  Pair p = parse(R"({"prompt": "Why?", "chosen": "Because.", "rejected": "No."})");
+  EXPECT_EQ(p.chosen, "\n\nHuman: Why?\n\nAssistant: Because.");
+  EXPECT_EQ(p.rejected, "\n\nHuman: Why?\n\nAssistant: No.");
+  Pair raw = parse(R"({"prompt": "\n\nHuman: Why?\n\nAssistant:", "chosen": " Because.", "rejected": " No."})");
+  EXPECT_EQ(raw.chosen, "\n\nHuman: Why?\n\nAssistant: Because.");
+}
+
+TEST(Data, ConversationalRendering) {
+  Pair p = parse(R"({"prompt": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi"}],
+                     "chosen": [{"role": "assistant", "content": "Hello!"}],
+                     "rejected": [{"role": "assistant", "content": "What."}],
+                     "label": 0.8, "margin": 0.5, "weight": 2, "principle": "harmless", "id": 42})");
+  EXPECT_EQ(p.chosen, "\n\nSystem: Be kind.\n\nHuman: Hi\n\nAssistant: Hello!");
+  EXPECT_EQ(p.rejected, "\n\nSystem: Be kind.\n\nHuman: Hi\n\nAssistant: What.");
+  EXPECT_FLOAT_EQ(p.label, 0.8f);
+  EXPECT_FLOAT_EQ(p.margin, 0.5f);
+  EXPECT_FLOAT_EQ(p.weight, 2.0f);
+  EXPECT_EQ(p.principle, "harmless");
+  EXPECT_EQ(p.id, "42");
+  EXPECT_EQ(p.chosen_chars, 6);
+  Pair no_prompt = parse(R"({"chosen": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}],
+                             "rejected": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "B"}]})");
+  EXPECT_EQ(no_prompt.chosen, "\n\nHuman: Q\n\nAssistant: A");
+}
+
+TEST(Data, BadRecordsNameFileLineAndField) {
+  EXPECT_EQ(error_of(R"({"chosen": "a"})"), "f.jsonl:7: missing field \"rejected\"");
+  EXPECT_EQ(error_of(R"({"chosen": 3, "rejected": "b"})"), "f.jsonl:7: field \"chosen\" must be a string or a list of messages");
+  EXPECT_EQ(error_of(R"({"prompt": "p", "chosen": "  ", "rejected": "b"})"), "f.jsonl:7: empty response in field \"chosen\"");
+  EXPECT_EQ(error_of(R"({"chosen": "a", "rejected": "b", "label": 1.5})"), "f.jsonl:7: field \"label\" must be a probability in [0, 1]");
+  EXPECT_EQ(error_of(R"({"chosen": "a", "rejected": "b", "weight": 0})"), "f.jsonl:7: field \"weight\" must be > 0");
+  EXPECT_EQ(error_of(R"({"chosen": "a", "rejected": "b", "label": "x"})"), "f.jsonl:7: field \"label\" must be a number");
+  EXPECT_EQ(error_of(R"({"chosen": [{"role": "bot", "content": "x"}], "rejected": "b"})"),
+            "f.jsonl:7: \"chosen\"[0]: unknown role \"bot\" (expected user, assistant or system)");
+  EXPECT_EQ(error_of(R"([1, 2])"), "f.jsonl:7: expected a JSON object");
+  EXPECT_NE(error_of(R"({"chosen": "a", )").find("f.jsonl:7: invalid JSON"), std::string::npos);
+  EXPECT_NE(error_of("{\"chosen\": \"\xff\xfe\", \"rejected\": \"b\"}").find("f.jsonl:7: text is not valid UTF-8"), std::string::npos);
+}
+
+TEST(Data, ReadPairsStopsOrSkipsWithCounts) {
+  TempDir d;
+  const std::string good = R"({"chosen": "a", "rejected": "b"})";
+  const std::string f = d.write("p.jsonl", good + "\n\n" + R"({"chosen": "a"})" + "\n" + good + "\n");
+  try {
+    read_pairs(f, false, nullptr);
+    FAIL() << "expected a DataError";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()), f + ":3: missing field \"rejected\"");
+  }
+  ReadStats st;
+  auto pairs = read_pairs(f, true, &st);
+  EXPECT_EQ(pairs.size(), 2u);
+  EXPECT_EQ(st.skipped, 1);
+  EXPECT_EQ(st.blank, 1);
+  EXPECT_EQ(pairs[1].line, 4);
+}
+
+TEST(Data, GzipAndPlainGiveTheSameLines) {
+  TempDir d;
+  std::string content;
+  for (int i = 0; i < 5000; ++i) content += "{\"i\": " + std::to_string(i) + ", \"pad\": \"" + std::string(i % 97, 'x') + "\"}\n";
+  content += "last line without newline";
+  const std::string plain = d.write("a.jsonl", content), gz = d.write_gz("a.jsonl.gz", content);
+  LineReader a(plain), b(gz);
+  std::string la, lb;
+  long n = 0;
+  while (a.next(la)) {
+    ASSERT_TRUE(b.next(lb));
+    ASSERT_EQ(la, lb);
+    ++n;
+  }
+  EXPECT_FALSE(b.next(lb));
+  EXPECT_EQ(n, 5001);
+  EXPECT_EQ(la, "last line without newline");
+}
+
+TEST(Data, TruncatedGzipIsAnErrorNotACrash) {
+  TempDir d;
+  std::string content;
+  for (int i = 0; i < 20000; ++i) content += "{\"chosen\": \"a" + std::to_string(i) + "\", \"rejected\": \"b\"}\n";
+  const std::string gz = d.write_gz("t.jsonl.gz", content);
+  std::string bytes = test::slurp(gz);
+  const std::string cut = d.write("cut.jsonl.gz", bytes.substr(0, bytes.size() / 2));
+  try {
+    read_pairs(cut, false, nullptr);
+    FAIL() << "expected a DataError";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("corrupt or truncated gzip"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).rfind(cut, 0), 0u);
+  }
+}
+
+TEST(Data, OverlongLineIsRejected) {
+  TempDir d;
+  const std::string f = d.write("long.jsonl", "{\"a\": 1}\n" + std::string(3000, 'x') + "\n");
+  LineReader r(f, 1024);
+  std::string line;
+  EXPECT_TRUE(r.next(line));
+  try {
+    r.next(line);
+    FAIL() << "expected a DataError";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind(f + ":2: line longer than", 0), 0u) << e.what();
+  }
+}
+
+TEST(Data, MissingFileIsADataError) { EXPECT_THROW(LineReader("/nonexistent/x.jsonl"), DataError); }
+
+TEST(Data, ScoreRecords) {
+  auto j = parse_json_line(R"({"prompt": "Q", "response": "Ans"})", "s", 1);
+  EXPECT_EQ(render_score_record(j, "s", 1).text, "\n\nHuman: Q\n\nAssistant: Ans");
+  EXPECT_EQ(render_score_record(j, "s", 1).response_chars, 3);
+  auto t = parse_json_line(R"({"text": "whole"})", "s", 2);
+  EXPECT_EQ(render_score_record(t, "s", 2).text, "whole");
+  auto bad = parse_json_line(R"({"prompt": "Q"})", "s", 3);
+  EXPECT_THROW(render_score_record(bad, "s", 3), DataError);
+  EXPECT_EQ(utf8_length("h\xc3\xa9llo"), 5);
+}
+
+}  // namespace cairn
