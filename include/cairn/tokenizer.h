@@ -27,6 +27,10 @@ class Tokenizer {
 // Trains a SentencePiece model (type "bpe" or "unigram") on the rendered texts of pair files and
 // writes it atomically to model_out. Ids: pad 0, bos 1, eos 2, unk 3; byte fallback on, so no text is
 // unknown. Deterministic for the same inputs. At most max_sentences lines (paragraphs) are sampled.
+// A paragraph as the tokenizer trainer sees it: long whitespace-free runs broken with spaces, long
+// paragraphs split into several lines, at UTF-8 character boundaries (see tokenizer.cpp).
+std::vector<std::string> tokenizer_training_lines(const std::string& paragraph);
+
 void train_tokenizer(const std::vector<std::string>& pair_files, const std::string& model_out, int vocab_size,
                      const std::string& type = "bpe", long max_sentences = 300000);
 
