@@ -1,4 +1,5 @@
-// CPU attention: dispatcher plus the flash-style tiled implementation used for training.
+// CPU attention ladder: naive (double accumulation, the reference), GEMM-based (full T×T scores),
+// and the flash-style tiled implementation used for training.
 // Thread mapping: one work item per (sequence, head) — the item owns every output element of that
 // head within that sequence (out, lse, dq, dk, dv columns), so no two threads write the same element
 // and results are bit-identical for a given thread count. Accumulation in fp32.
@@ -17,13 +18,15 @@
 #include <stdexcept>
 #include <vector>
 
+#include <omp.h>
+
 namespace cairn::cpu {
 namespace {
 
 using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using Strided = Eigen::Map<RowMat, 0, Eigen::OuterStride<>>;
 using CStrided = Eigen::Map<const RowMat, 0, Eigen::OuterStride<>>;
-constexpr int kBr = 64, kBc = 64;
+constexpr int kBr = 64, kBc = 256;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 struct HeadView {  // the rows of one sequence and the columns of one head
@@ -120,6 +123,55 @@ void flash_backward_head(const HeadView& v, float* dqkv, const float* dout, cons
   }
 }
 
+// GEMM-based: the whole score matrix of one (sequence, head), S = QKᵀ·scale (T×T), masked softmax,
+// O = PV. Backward: dV = Pᵀ·dO, dP = dO·Vᵀ, dS = P∘(dP − rowsum(dO∘O)), dQ = dS·K·scale, dK = dSᵀ·Q·scale.
+// O(T²) scratch per work item — the rung the flash version improves on.
+void gemm_scores(const HeadView& v, const float* qkv, bool causal, RowMat& P) {
+  const int T = v.T, HS = v.HS, C = v.C;
+  const Eigen::OuterStride<> s3(3 * C);
+  CStrided Q(qkv + v.q_off(0), T, HS, s3), K(qkv + v.q_off(0) + C, T, HS, s3);
+  P.resize(T, T);
+  P.noalias() = (Q * K.transpose()) * (1.0f / std::sqrt(static_cast<float>(HS)));
+  if (causal)
+    for (int r = 0; r < T; ++r) P.row(r).tail(T - r - 1).setConstant(kNegInf);
+}
+
+void gemm_forward_head(const HeadView& v, float* out, float* lse, const float* qkv, int NH, bool causal) {
+  const int T = v.T, HS = v.HS, C = v.C;
+  thread_local RowMat P;
+  gemm_scores(v, qkv, causal, P);
+  Eigen::VectorXf mx = P.rowwise().maxCoeff();
+  P = (P.colwise() - mx).array().exp().matrix();
+  Eigen::VectorXf z = P.rowwise().sum();
+  P = z.cwiseInverse().asDiagonal() * P;
+  CStrided V(qkv + v.q_off(0) + 2 * C, T, HS, Eigen::OuterStride<>(3 * C));
+  Strided O(out + v.o_off(0), T, HS, Eigen::OuterStride<>(C));
+  O.noalias() = P * V;
+  for (int r = 0; r < T; ++r) lse[static_cast<size_t>(v.row0 + r) * NH + v.h] = mx[r] + std::log(z[r]);
+}
+
+void gemm_backward_head(const HeadView& v, float* dqkv, const float* dout, const float* qkv, const float* out,
+                        const float* lse, int NH, bool causal) {
+  const int T = v.T, HS = v.HS, C = v.C;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
+  const Eigen::OuterStride<> s3(3 * C), s1(C);
+  thread_local RowMat P, dP;
+  gemm_scores(v, qkv, causal, P);
+  Eigen::Map<const Eigen::VectorXf, 0, Eigen::InnerStride<>> L(lse + static_cast<size_t>(v.row0) * NH + v.h, T,
+                                                               Eigen::InnerStride<>(NH));
+  P = (P.colwise() - L).array().exp().matrix();
+  CStrided Q(qkv + v.q_off(0), T, HS, s3), K(qkv + v.q_off(0) + C, T, HS, s3), V(qkv + v.q_off(0) + 2 * C, T, HS, s3);
+  CStrided dO(dout + v.o_off(0), T, HS, s1), O(out + v.o_off(0), T, HS, s1);
+  Strided dQ(dqkv + v.q_off(0), T, HS, s3), dK(dqkv + v.q_off(0) + C, T, HS, s3), dV(dqkv + v.q_off(0) + 2 * C, T, HS, s3);
+  dV.noalias() = P.transpose() * dO;
+  dP.resize(T, T);
+  dP.noalias() = dO * V.transpose();
+  Eigen::VectorXf D = (dO.array() * O.array()).rowwise().sum();
+  dP = (P.array() * (dP.colwise() - D).array() * scale).matrix();
+  dQ.noalias() = dP * K;
+  dK.noalias() = dP.transpose() * Q;
+}
+
 // Naive reference: double accumulation, full score rows; O(T) scratch per query.
 void naive_forward_head(const HeadView& v, float* out, float* lse, const float* qkv, int NH, bool causal) {
   const int T = v.T, HS = v.HS, C = v.C;
@@ -214,20 +266,37 @@ AttnImpl parse_attn_impl(const std::string& name) {
 void attention_forward(AttnImpl impl, float* out, float* lse, const float* qkv, const int32_t* cu, int B, int NH,
                        int HS, bool causal) {
   for_each_head(cu, B, NH, HS, [&](const HeadView& v) {
-    if (impl == AttnImpl::Naive) naive_forward_head(v, out, lse, qkv, NH, causal);
-    else flash_forward_head(v, out, lse, qkv, NH, causal);
+    switch (impl) {
+      case AttnImpl::Naive: return naive_forward_head(v, out, lse, qkv, NH, causal);
+      case AttnImpl::Gemm: return gemm_forward_head(v, out, lse, qkv, NH, causal);
+      case AttnImpl::Flash: return flash_forward_head(v, out, lse, qkv, NH, causal);
+    }
   });
 }
 
 void attention_backward(AttnImpl impl, float* dqkv, const float* dout, const float* qkv, const float* out,
                         const float* lse, const int32_t* cu, int B, int NH, int HS, bool causal) {
   for_each_head(cu, B, NH, HS, [&](const HeadView& v) {
-    if (impl == AttnImpl::Naive) naive_backward_head(v, dqkv, dout, qkv, out, lse, NH, causal);
-    else flash_backward_head(v, dqkv, dout, qkv, out, lse, NH, causal);
+    switch (impl) {
+      case AttnImpl::Naive: return naive_backward_head(v, dqkv, dout, qkv, out, lse, NH, causal);
+      case AttnImpl::Gemm: return gemm_backward_head(v, dqkv, dout, qkv, out, lse, NH, causal);
+      case AttnImpl::Flash: return flash_backward_head(v, dqkv, dout, qkv, out, lse, NH, causal);
+    }
   });
 }
 
 size_t attention_workspace_bytes(AttnImpl impl, const int32_t* cu, int B, int NH, int HS, bool forward_only) {
+  size_t T = 0;
+  for (int s = 0; s < B; ++s) T = std::max<size_t>(T, cu[s + 1] - cu[s]);
+  const size_t threads = static_cast<size_t>(omp_get_max_threads());
+  switch (impl) {
+    case AttnImpl::Naive:  // scores + output row (double) per thread; backward: dq, dk, dv (double) of one head
+      return threads * ((T + HS) * sizeof(double) + (forward_only ? 0 : 3 * T * HS * sizeof(double)));
+    case AttnImpl::Gemm:  // P (and dP) of T×T floats per thread, plus row statistics
+      return threads * ((forward_only ? 1 : 2) * T * T + 2 * T) * sizeof(float);
+    case AttnImpl::Flash:  // S and O tiles + row statistics; backward: S, dP tiles and D (T floats)
+      return threads * (forward_only ? (kBr * kBc + kBr * HS + 5 * kBr) : (2 * kBr * kBc + T)) * sizeof(float);
+  }
   return 0;
 }
 

@@ -87,3 +87,44 @@ Vec model_rewards(const ModelConfig& cfg, const ParamTable& t, const Vec& P, con
 }
 
 }  // namespace cairn::ref
+
+namespace cairn::ref {
+
+Vec attention_backward(const Vec& qkv, const Vec& dout, int T, int NH, int HS, bool causal) {
+  const int C = NH * HS;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(HS));
+  Vec d(qkv.size(), 0.0);
+  auto at = [&](int t, int part, int h, int e) { return static_cast<size_t>(t) * 3 * C + part * C + h * HS + e; };
+  for (int h = 0; h < NH; ++h)
+    for (int i = 0; i < T; ++i) {
+      const int n = causal ? i + 1 : T;
+      Vec p(n), dp(n);
+      double mx = -1e300, z = 0;
+      for (int j = 0; j < n; ++j) {
+        double s = 0;
+        for (int e = 0; e < HS; ++e) s += qkv[at(i, 0, h, e)] * qkv[at(j, 1, h, e)];
+        p[j] = s * scale;
+        mx = std::max(mx, p[j]);
+      }
+      for (int j = 0; j < n; ++j) z += (p[j] = std::exp(p[j] - mx));
+      for (int j = 0; j < n; ++j) p[j] /= z;
+      double pdp = 0;
+      for (int j = 0; j < n; ++j) {
+        double s = 0;
+        for (int e = 0; e < HS; ++e) s += dout[static_cast<size_t>(i) * C + h * HS + e] * qkv[at(j, 2, h, e)];
+        dp[j] = s;
+        pdp += p[j] * s;
+      }
+      for (int j = 0; j < n; ++j) {
+        const double ds = p[j] * (dp[j] - pdp) * scale;
+        for (int e = 0; e < HS; ++e) {
+          d[at(j, 2, h, e)] += p[j] * dout[static_cast<size_t>(i) * C + h * HS + e];
+          d[at(i, 0, h, e)] += ds * qkv[at(j, 1, h, e)];
+          d[at(j, 1, h, e)] += ds * qkv[at(i, 0, h, e)];
+        }
+      }
+    }
+  return d;
+}
+
+}  // namespace cairn::ref

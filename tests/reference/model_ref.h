@@ -39,3 +39,8 @@ Vec fd_grad(const F& f, Vec x, double h = 1e-6) {
 }
 
 }  // namespace cairn::ref
+
+namespace cairn::ref {
+// Gradient of Σ dout ⊙ attention(qkv) w.r.t. qkv for one sequence, by the textbook formulas in double.
+Vec attention_backward(const Vec& qkv, const Vec& dout, int T, int NH, int HS, bool causal);
+}  // namespace cairn::ref
