@@ -6,4 +6,7 @@ gen=()
 command -v ninja >/dev/null && gen=(-G Ninja)
 [ -f build/CMakeCache.txt ] && gen=()
 cmake -S . -B build "${gen[@]}" -DCMAKE_BUILD_TYPE=Release "$@"
-cmake --build build -j "$(nproc)"
+# CAIRN_TARGETS="cairn" builds only those targets (the quickstart needs just the binary).
+targets=()
+for t in ${CAIRN_TARGETS:-}; do targets+=(--target "$t"); done
+cmake --build build -j "$(nproc)" "${targets[@]}"

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bash scripts/build.sh
+CAIRN_TARGETS=cairn bash scripts/build.sh
 CAIRN=build/cairn
 OUT=runs/quickstart
 mkdir -p "$OUT"
@@ -18,8 +18,9 @@ echo "== 2. tokenizer (SentencePiece BPE)"
 $CAIRN tokenizer train --input "$OUT/train.pairs.jsonl" --out "$OUT/tokenizer.model" --vocab-size 4096
 
 echo "== 3. reward model (preset tiny)"
+rm -rf "$OUT/model"
 $CAIRN train --train "$OUT/train.pairs.jsonl" --valid "$OUT/valid.pairs.jsonl" --out "$OUT/model" \
-  --tokenizer "$OUT/tokenizer.model" --preset tiny --epochs 2 --batch-pairs 16 --lr 5e-4 --seed 1
+  --tokenizer "$OUT/tokenizer.model" --preset tiny --epochs 2 --batch-pairs 16 --lr 5e-4 --eval-every 100 --seed 1
 
 echo "== 4. evaluation on held-out prompts"
 $CAIRN eval --model "$OUT/model" --pairs "$OUT/valid.pairs.jsonl"

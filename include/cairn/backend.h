@@ -95,6 +95,13 @@ class Backend {
   // dqkv[N,3C] = gradient w.r.t. qkv (assigned)
   virtual void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
                                   const float* lse, const SeqLayout& seqs, int NH, int HS) = 0;
+  // Attention of ONE query per sequence, its last token (the EOS), over all its keys — the last block
+  // of a reward model needs nothing else. out[B,C], lse[B,NH]; backward assigns all of dqkv[N,3C]
+  // (q rows other than the last are zero).
+  virtual void attention_last_forward(float* out, float* lse, const float* qkv, const SeqLayout& seqs, int NH,
+                                      int HS) = 0;
+  virtual void attention_last_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
+                                       const float* lse, const SeqLayout& seqs, int NH, int HS) = 0;
   // out[R,C] = inp[rows[r]]  /  dinp[rows[r]] += dout[r]
   virtual void gather_rows(float* out, const float* inp, const int32_t* rows, int R, int C) = 0;
   virtual void scatter_add_rows(float* dinp, const float* dout, const int32_t* rows, int R, int C) = 0;

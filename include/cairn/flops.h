@@ -1,9 +1,12 @@
-// FLOP accounting for a training step (the convention every cairn benchmark quotes):
-//   matmuls: 6·P_mm per token (forward 2·P_mm, backward 4·P_mm), P_mm = parameters of the linear
-//            layers (qkv, proj, fc, mlp.proj, head); embeddings are lookups and count nothing;
-//   attention: per layer and sequence of length T, forward 4·T²·C halved for causal masking
-//            (QKᵀ and PV), backward 2× forward (no recomputation counted): 3 × 2·T²·C in all.
-// Chosen and rejected sequences both count; padding never exists (sequences are packed).
+// FLOP accounting for a training step. Two numbers, both quoted by the benchmarks:
+//   model FLOPs (the usual convention): 6·P_mm per token (forward 2·P_mm, backward 4·P_mm), P_mm the
+//     parameters of the linear layers (qkv, proj, fc, mlp.proj, head; embeddings are lookups), plus
+//     causal attention 3 × 2·T²·C per layer and sequence (forward 4·T²·C halved by the mask, backward
+//     2× forward, no recomputation counted). Chosen and rejected sequences both count.
+//   executed FLOPs: what cairn actually computes. The last block needs keys and values for every
+//     token but its attention, proj and MLP only at the EOS row (the reward reads nothing else), so
+//     there it counts 6·3C² per token + 6·(C² + 2·C·F) per sequence + 3·4·T·C attention per sequence.
+// No padding exists: sequences are packed.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -13,7 +16,7 @@
 namespace cairn {
 
 int64_t matmul_params(const ModelConfig& cfg);
-// FLOPs of one training step (forward + backward) over sequences of the given lengths.
-double train_step_flops(const ModelConfig& cfg, const std::vector<int32_t>& seq_lens);
+double model_step_flops(const ModelConfig& cfg, const std::vector<int32_t>& seq_lens);
+double executed_step_flops(const ModelConfig& cfg, const std::vector<int32_t>& seq_lens);
 
 }  // namespace cairn

@@ -39,8 +39,8 @@ int run(int argc, char** argv) {
     ("h,help", "show this help");
   auto a = o.parse(argc, argv);
   if (a.count("help")) {
-    std::cout << o.help() << "\nFLOPs: 6·(linear-layer parameters) per token + causal attention 3·2·T²·C per layer and sequence;\n"
-                 "chosen and rejected sequences both count; embeddings count nothing.\n";
+    std::cout << o.help() << "\nFLOPs: executed work, and the 6N convention (6·linear-layer parameters per token + causal\n"
+                 "attention 3·2·T²·C per layer and sequence); see include/cairn/flops.h.\n";
     return 0;
   }
   ModelConfig cfg;
@@ -97,7 +97,8 @@ int run(int argc, char** argv) {
   be->set_profiling(false);
 
   const double med = median(times), tokens = batch.n_tokens();
-  const double flops = train_step_flops(cfg, lens), gflops = flops / med / 1e9;
+  const double flops = executed_step_flops(cfg, lens), gflops = flops / med / 1e9;
+  const double model_flops = model_step_flops(cfg, lens);
   const bool cpu = a["device"].as<std::string>() == "cpu";
   const double sgemm = (cpu && !a.count("no-sgemm")) ? cpu::measure_sgemm_gflops() : 0.0;
   double prof_total = 0;
@@ -110,9 +111,10 @@ int run(int argc, char** argv) {
       {"tokens_per_step", tokens}, {"steps", steps}, {"ms_per_step_median", med * 1e3},
       {"ms_per_step_min", *std::min_element(times.begin(), times.end()) * 1e3},
       {"tokens_per_s", tokens / med}, {"gflop_per_step", flops / 1e9}, {"gflops", gflops},
+      {"model_gflop_per_step_6n", model_flops / 1e9}, {"model_gflops_6n", model_flops / med / 1e9},
       {"sgemm_gflops", sgemm}, {"fraction_of_sgemm", sgemm > 0 ? gflops / sgemm : 0.0},
       {"peak_rss_mib", peak_rss_mib()}, {"params", model.num_params()}, {"matmul_params", matmul_params(cfg)},
-      {"flop_convention", "6*matmul_params per token + causal attention 3*2*T^2*C per layer per sequence"}};
+      {"flop_convention", "gflops: executed (last block pruned to EOS rows); model_gflops_6n: 6*matmul_params per token + causal attention 3*2*T^2*C per layer per sequence"}};
   nlohmann::json pj = nlohmann::json::object();
   for (auto& [k, v] : profile) pj[k] = {{"ms", v}, {"share", prof_total > 0 ? v / prof_total : 0.0}};
   j["op_profile"] = pj;
@@ -125,7 +127,8 @@ int run(int argc, char** argv) {
               cfg.d_ff, P, T, lengths.c_str());
   std::printf("  tokens/step      %10.0f\n  ms/step (median)%10.1f   (min %.1f, %d steps)\n  tokens/s         %10.0f\n",
               tokens, med * 1e3, j["ms_per_step_min"].get<double>(), steps, tokens / med);
-  std::printf("  GFLOP/step       %10.2f\n  GFLOP/s          %10.1f\n", flops / 1e9, gflops);
+  std::printf("  GFLOP/step       %10.2f   executed (6N convention: %.2f)\n  GFLOP/s          %10.1f   executed (6N convention: %.1f)\n",
+              flops / 1e9, model_flops / 1e9, gflops, model_flops / med / 1e9);
   if (sgemm > 0) std::printf("  SGEMM GFLOP/s    %10.1f   (model reaches %.0f%% of it)\n", sgemm, 100 * gflops / sgemm);
   std::printf("  peak RSS         %10.0f MiB\n", peak_rss_mib());
   if (!profile.empty()) {

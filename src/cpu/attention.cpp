@@ -30,7 +30,7 @@ constexpr int kBr = 64, kBc = 256;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 struct HeadView {  // the rows of one sequence and the columns of one head
-  int T, C, HS, row0, h;
+  int T, C, HS, row0, h, seq;
   size_t q_off(int t) const { return static_cast<size_t>(row0 + t) * 3 * C + static_cast<size_t>(h) * HS; }
   size_t o_off(int t) const { return static_cast<size_t>(row0 + t) * C + static_cast<size_t>(h) * HS; }
 };
@@ -240,7 +240,7 @@ void for_each_head(const int32_t* cu, int B, int NH, int HS, const Fn& fn) {
 #pragma omp parallel for schedule(static)
   for (long w = 0; w < items; ++w) {
     const int s = static_cast<int>(w / NH), h = static_cast<int>(w % NH);
-    const HeadView v{cu[s + 1] - cu[s], NH * HS, HS, cu[s], h};
+    const HeadView v{cu[s + 1] - cu[s], NH * HS, HS, cu[s], h, s};
     if (v.T > 0) fn(v);
   }
 }
@@ -282,6 +282,46 @@ void attention_backward(AttnImpl impl, float* dqkv, const float* dout, const flo
       case AttnImpl::Gemm: return gemm_backward_head(v, dqkv, dout, qkv, out, lse, NH, causal);
       case AttnImpl::Flash: return flash_backward_head(v, dqkv, dout, qkv, out, lse, NH, causal);
     }
+  });
+}
+
+// Last-query attention: work item (sequence, head); the query is the sequence's last row.
+//   s_j = q·k_j·scale, p = softmax(s), o = Σ p_j v_j;  backward: dv_j = p_j·do, ds_j = p_j(do·v_j − do·o)·scale,
+//   dq = Σ ds_j k_j, dk_j = ds_j q.
+void attention_last_forward(float* out, float* lse, const float* qkv, const int32_t* cu, int B, int NH, int HS) {
+  for_each_head(cu, B, NH, HS, [&](const HeadView& v) {
+    const int T = v.T, C = v.C;
+    const Eigen::OuterStride<> s3(3 * C);
+    Eigen::Map<const Eigen::RowVectorXf> q(qkv + v.q_off(T - 1), HS);
+    CStrided K(qkv + v.q_off(0) + C, T, HS, s3), V(qkv + v.q_off(0) + 2 * C, T, HS, s3);
+    Eigen::RowVectorXf p = (q * K.transpose()) / std::sqrt(static_cast<float>(HS));
+    const float mx = p.maxCoeff();
+    p = (p.array() - mx).exp().matrix();
+    const float z = p.sum();
+    Eigen::Map<Eigen::RowVectorXf> o(out + static_cast<size_t>(v.seq) * C + static_cast<size_t>(v.h) * HS, HS);
+    o.noalias() = (p / z) * V;
+    lse[static_cast<size_t>(v.seq) * NH + v.h] = mx + std::log(z);
+  });
+}
+
+void attention_last_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
+                             const int32_t* cu, int B, int NH, int HS) {
+  for_each_head(cu, B, NH, HS, [&](const HeadView& v) {
+    const int T = v.T, C = v.C;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
+    const Eigen::OuterStride<> s3(3 * C);
+    Eigen::Map<const Eigen::RowVectorXf> q(qkv + v.q_off(T - 1), HS);
+    CStrided K(qkv + v.q_off(0) + C, T, HS, s3), V(qkv + v.q_off(0) + 2 * C, T, HS, s3);
+    const size_t row = static_cast<size_t>(v.seq) * C + static_cast<size_t>(v.h) * HS;
+    Eigen::Map<const Eigen::RowVectorXf> dO(dout + row, HS), O(out + row, HS);
+    Eigen::RowVectorXf p = ((q * K.transpose()) * scale).array() - lse[static_cast<size_t>(v.seq) * NH + v.h];
+    p = p.array().exp().matrix();
+    Eigen::RowVectorXf ds = (p.array() * ((dO * V.transpose()).array() - dO.dot(O)) * scale).matrix();
+    Strided dQ(dqkv + v.q_off(0), T, HS, s3), dK(dqkv + v.q_off(0) + C, T, HS, s3), dV(dqkv + v.q_off(0) + 2 * C, T, HS, s3);
+    dQ.setZero();
+    dQ.row(T - 1).noalias() = ds * K;
+    dK.noalias() = ds.transpose() * q;
+    dV.noalias() = p.transpose() * dO;
   });
 }
 

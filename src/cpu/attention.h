@@ -20,6 +20,11 @@ void attention_forward(AttnImpl impl, float* out, float* lse, const float* qkv, 
 void attention_backward(AttnImpl impl, float* dqkv, const float* dout, const float* qkv, const float* out,
                         const float* lse, const int32_t* cu_seqlens, int B, int NH, int HS, bool causal);
 
+// One query per sequence (its last row): out[B,C], lse[B,NH]; dqkv[N,3C] fully assigned. Causal by nature.
+void attention_last_forward(float* out, float* lse, const float* qkv, const int32_t* cu_seqlens, int B, int NH, int HS);
+void attention_last_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
+                             const int32_t* cu_seqlens, int B, int NH, int HS);
+
 // Extra bytes the implementation allocates beyond its inputs/outputs for this shape (for reports).
 size_t attention_workspace_bytes(AttnImpl impl, const int32_t* cu_seqlens, int B, int NH, int HS, bool forward_only);
 

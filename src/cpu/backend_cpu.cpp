@@ -91,6 +91,15 @@ class CpuBackend final : public Backend {
     Timed t(this, "attention_bwd");
     cpu::attention_backward(attn_, dqkv, dout, qkv, out, lse, s.host_cu_seqlens, s.n_seqs, NH, HS, true);
   }
+  void attention_last_forward(float* out, float* lse, const float* qkv, const SeqLayout& s, int NH, int HS) override {
+    Timed t(this, "attention");
+    cpu::attention_last_forward(out, lse, qkv, s.host_cu_seqlens, s.n_seqs, NH, HS);
+  }
+  void attention_last_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
+                               const SeqLayout& s, int NH, int HS) override {
+    Timed t(this, "attention_bwd");
+    cpu::attention_last_backward(dqkv, dout, qkv, out, lse, s.host_cu_seqlens, s.n_seqs, NH, HS);
+  }
   void gather_rows(float* out, const float* inp, const int32_t* rows, int R, int C) override {
     cpu::gather_rows(out, inp, rows, R, C);
   }

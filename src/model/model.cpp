@@ -45,7 +45,7 @@ struct Model::Acts {
   };
   std::vector<float*> res;  // (N,C) each: L+1 when kept, 2 (ping-pong) otherwise
   std::vector<Layer> layers;
-  float *eos_x, *lnf, *lnf_mean, *lnf_rstd, *rewards;  // (B,C) (B,C) (B) (B) (B,H)
+  float *eos_in, *eos_x, *lnf, *lnf_mean, *lnf_rstd, *rewards;  // (B,C) (B,C) (B,C) (B) (B) (B,H)
   // backward scratch
   float *dres, *d_ln, *d_att, *d_qkv, *d_gelu, *d_fc;  // (N,C) (N,C) (N,C) (N,3C) (N,F) (N,F)
   float *d_lnf, *d_eos, *drewards;                     // (B,C) (B,C) (B,H)
@@ -81,7 +81,7 @@ struct Model::Acts {
       l.ln2 = get<float>(n * C), l.ln2_mean = get<float>(n), l.ln2_rstd = get<float>(n);
       l.fc = get<float>(n * F), l.gelu = get<float>(n * F);
     }
-    eos_x = get<float>(B * C), lnf = get<float>(B * C), lnf_mean = get<float>(B), lnf_rstd = get<float>(B);
+    eos_in = get<float>(B * C), eos_x = get<float>(B * C), lnf = get<float>(B * C), lnf_mean = get<float>(B), lnf_rstd = get<float>(B);
     rewards = get<float>(B * H);
     if (keep) {
       dres = get<float>(n * C), d_ln = get<float>(n * C), d_att = get<float>(n * C);
@@ -157,25 +157,32 @@ void Model::forward(const TokenBatch& batch, std::vector<float>& rewards_host, b
   for (int s = 0; s < B; ++s) seqs.max_len = std::max(seqs.max_len, a.host_cu[s + 1] - a.host_cu[s]);
 
   const bool per_layer = a.kept;
+  const int L = cfg_.n_layers;
   be_.embedding_forward(a.res[0], a.ids, a.pos, P + table_.tok_emb, P + table_.pos_emb, N, C);
-  for (int l = 0; l < cfg_.n_layers; ++l) {
+  for (int l = 0; l < L; ++l) {
     const BlockParams& w = table_.blocks[l];
     Acts::Layer& x = a.layers[per_layer ? l : 0];
     float* res_in = a.res[per_layer ? l : l % 2];
-    float* res_out = a.res[per_layer ? l + 1 : (l + 1) % 2];
     be_.layernorm_forward(x.ln1, x.ln1_mean, x.ln1_rstd, res_in, P + w.ln1_w, P + w.ln1_b, N, C);
     be_.linear_forward(x.qkv, x.ln1, P + w.qkv_w, P + w.qkv_b, N, C, 3 * C);
-    be_.attention_forward(x.att, x.lse, x.qkv, seqs, NH, HS);
-    be_.linear_forward(x.mid, x.att, P + w.proj_w, P + w.proj_b, N, C, C);
-    be_.add_inplace(x.mid, res_in, static_cast<size_t>(N) * C);
-    be_.layernorm_forward(x.ln2, x.ln2_mean, x.ln2_rstd, x.mid, P + w.ln2_w, P + w.ln2_b, N, C);
-    be_.linear_forward(x.fc, x.ln2, P + w.fc_w, P + w.fc_b, N, C, F);
-    be_.gelu_forward(x.gelu, x.fc, static_cast<size_t>(N) * F);
-    be_.linear_forward(res_out, x.gelu, P + w.mp_w, P + w.mp_b, N, F, C);
-    be_.add_inplace(res_out, x.mid, static_cast<size_t>(N) * C);
+    const bool last = l == L - 1;
+    const int R = last ? B : N;  // rows carried past attention
+    float* res_out = last ? a.eos_x : a.res[per_layer ? l + 1 : (l + 1) % 2];
+    if (last) {
+      be_.attention_last_forward(x.att, x.lse, x.qkv, seqs, NH, HS);
+      be_.gather_rows(a.eos_in, res_in, a.eos_rows, B, C);
+    } else {
+      be_.attention_forward(x.att, x.lse, x.qkv, seqs, NH, HS);
+    }
+    be_.linear_forward(x.mid, x.att, P + w.proj_w, P + w.proj_b, R, C, C);
+    be_.add_inplace(x.mid, last ? a.eos_in : res_in, static_cast<size_t>(R) * C);
+    be_.layernorm_forward(x.ln2, x.ln2_mean, x.ln2_rstd, x.mid, P + w.ln2_w, P + w.ln2_b, R, C);
+    be_.linear_forward(x.fc, x.ln2, P + w.fc_w, P + w.fc_b, R, C, F);
+    be_.gelu_forward(x.gelu, x.fc, static_cast<size_t>(R) * F);
+    be_.linear_forward(res_out, x.gelu, P + w.mp_w, P + w.mp_b, R, F, C);
+    be_.add_inplace(res_out, x.mid, static_cast<size_t>(R) * C);
   }
-  float* last = a.res[per_layer ? cfg_.n_layers : cfg_.n_layers % 2];
-  be_.gather_rows(a.eos_x, last, a.eos_rows, B, C);
+  if (L == 0) be_.gather_rows(a.eos_x, a.res[0], a.eos_rows, B, C);
   be_.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.eos_x, P + table_.lnf_w, P + table_.lnf_b, B, C);
   be_.linear_forward(a.rewards, a.lnf, P + table_.head_w, P + table_.head_b, B, C, H);
   rewards_host.resize(static_cast<size_t>(B) * H);
@@ -210,25 +217,30 @@ void Model::backward_device(const float* drewards) {
   be_.fill(a.d_eos, 0.0f, static_cast<size_t>(B) * C);
   be_.layernorm_backward(a.d_eos, G + table_.lnf_w, G + table_.lnf_b, a.d_lnf, a.eos_x, P + table_.lnf_w,
                          a.lnf_mean, a.lnf_rstd, B, C);
+  // d_eos holds dL/d(final residual at the EOS rows).
+  const int L = cfg_.n_layers;
   be_.fill(a.dres, 0.0f, static_cast<size_t>(N) * C);
-  be_.scatter_add_rows(a.dres, a.d_eos, a.eos_rows, B, C);
-
-  for (int l = cfg_.n_layers - 1; l >= 0; --l) {
+  for (int l = L - 1; l >= 0; --l) {
     const BlockParams& w = table_.blocks[l];
     const Acts::Layer& x = a.layers[l];
-    // MLP branch: res[l+1] = mid + gelu·Wmpᵀ + bmp  (dres currently holds dL/dres[l+1])
-    be_.linear_backward(a.d_gelu, G + w.mp_w, G + w.mp_b, a.dres, x.gelu, P + w.mp_w, N, F, C);
-    be_.gelu_backward(a.d_fc, x.fc, a.d_gelu, static_cast<size_t>(N) * F);
-    be_.linear_backward(a.d_ln, G + w.fc_w, G + w.fc_b, a.d_fc, x.ln2, P + w.fc_w, N, C, F);
-    be_.layernorm_backward(a.dres, G + w.ln2_w, G + w.ln2_b, a.d_ln, x.mid, P + w.ln2_w, x.ln2_mean, x.ln2_rstd,
-                           N, C);
-    // attention branch: mid = res[l] + att·Wprojᵀ + bproj  (dres now holds dL/dmid)
-    be_.linear_backward(a.d_att, G + w.proj_w, G + w.proj_b, a.dres, x.att, P + w.proj_w, N, C, C);
-    be_.attention_backward(a.d_qkv, a.d_att, x.qkv, x.att, x.lse, seqs, NH, HS);
+    const bool last = l == L - 1;
+    const int R = last ? B : N;
+    float* d_res = last ? a.d_eos : a.dres;  // gradient of this block's output rows
+    // MLP branch: out = mid + gelu·Wmpᵀ + bmp
+    be_.linear_backward(a.d_gelu, G + w.mp_w, G + w.mp_b, d_res, x.gelu, P + w.mp_w, R, F, C);
+    be_.gelu_backward(a.d_fc, x.fc, a.d_gelu, static_cast<size_t>(R) * F);
+    be_.linear_backward(a.d_ln, G + w.fc_w, G + w.fc_b, a.d_fc, x.ln2, P + w.fc_w, R, C, F);
+    be_.layernorm_backward(d_res, G + w.ln2_w, G + w.ln2_b, a.d_ln, x.mid, P + w.ln2_w, x.ln2_mean, x.ln2_rstd, R, C);
+    // attention branch: mid = in + att·Wprojᵀ + bproj  (d_res now holds dL/dmid)
+    be_.linear_backward(a.d_att, G + w.proj_w, G + w.proj_b, d_res, x.att, P + w.proj_w, R, C, C);
+    if (last) be_.attention_last_backward(a.d_qkv, a.d_att, x.qkv, x.att, x.lse, seqs, NH, HS);
+    else be_.attention_backward(a.d_qkv, a.d_att, x.qkv, x.att, x.lse, seqs, NH, HS);
     be_.linear_backward(a.d_ln, G + w.qkv_w, G + w.qkv_b, a.d_qkv, x.ln1, P + w.qkv_w, N, C, 3 * C);
+    if (last) be_.scatter_add_rows(a.dres, a.d_eos, a.eos_rows, B, C);  // identity path of the EOS rows
     be_.layernorm_backward(a.dres, G + w.ln1_w, G + w.ln1_b, a.d_ln, a.res[l], P + w.ln1_w, x.ln1_mean,
                            x.ln1_rstd, N, C);
   }
+  if (L == 0) be_.scatter_add_rows(a.dres, a.d_eos, a.eos_rows, B, C);
   be_.embedding_backward(G + table_.tok_emb, G + table_.pos_emb, a.dres, a.ids, a.pos, N, C);
 }
 
