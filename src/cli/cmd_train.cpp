@@ -45,7 +45,9 @@ int run(int argc, char** argv) {
     ("out", "run directory (created; see SPEC §5)", cxxopts::value<std::string>())
     ("tokenizer", "SentencePiece model; default: the run dir's, else one is trained", cxxopts::value<std::string>())
     ("skip-bad", "skip malformed lines (counted) instead of stopping with exit 3")
-    ("constitution", "constitution JSON: one reward head per principle", cxxopts::value<std::string>());
+    ("constitution", "constitution JSON: one reward head per principle", cxxopts::value<std::string>())
+    ("length-head", "length debiasing: a 'length' head absorbs the length signal and is dropped at scoring")
+    ("length-lambda", "weight of the length decorrelation penalty", cxxopts::value<float>()->default_value("1.0"));
   o.add_options("model")
     ("preset", "tiny|small|base", cxxopts::value<std::string>()->default_value("tiny"))
     ("d-model", "override d_model", cxxopts::value<int>())
@@ -115,6 +117,11 @@ int run(int argc, char** argv) {
   } else {
     cfg = model_config_from_flags(a, tok);
     apply_constitution(a, &cfg);
+    if (a.count("length-head")) {
+      cfg.head_names.push_back("length");
+      cfg.head_weights.push_back(0.0f);  // scoring ignores it
+      cfg.n_heads_out += 1;
+    }
   }
   TruncationStats trunc;
   std::vector<TokenizedPair> train = tokenize_pairs(train_raw, tok, cfg, &trunc);
@@ -171,6 +178,11 @@ int run(int argc, char** argv) {
     model.init(seed);
   }
   BTObjective obj(model, center_coef);
+  int length_head = -1;
+  for (int h = 0; h < cfg.n_heads_out; ++h)
+    if (cfg.head_names[h] == "length" && cfg.head_weights[h] == 0.0f) length_head = h;
+  const float length_lambda = pick("length-lambda", "length_lambda", a["length-lambda"].as<float>());
+  if (length_head >= 0) obj.set_length_debias(length_head, length_lambda);
   MetricsLog metrics((fs::path(out) / "metrics.jsonl").string(), resume ? step : -1);
   std::fprintf(stderr, "model: %zu parameters (d %d, L %d, heads %d, d_ff %d, seq %d, vocab %d) on %s\n",
                model.num_params(), cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.d_ff, cfg.max_seq_len, cfg.vocab_size,
@@ -181,7 +193,7 @@ int run(int argc, char** argv) {
   nlohmann::json flags = {{"train", a["train"].as<std::string>()}, {"batch_pairs", B}, {"total_steps", total},
                           {"lr", oc.lr}, {"min_lr_ratio", oc.min_lr_ratio}, {"warmup", oc.warmup},
                           {"weight_decay", oc.weight_decay}, {"clip", oc.clip}, {"center_coef", center_coef},
-                          {"margin", margin}, {"seed", seed}};
+                          {"margin", margin}, {"seed", seed}, {"length_lambda", length_lambda}};
   auto save = [&](const char* why) {
     nlohmann::json st = {{"step", step}, {"epoch", epoch}, {"epoch_pos", pos}, {"seed", seed},
                          {"best_valid_acc", best_valid}, {"flags", flags}, {"saved_because", why}};
@@ -201,6 +213,7 @@ int run(int argc, char** argv) {
   std::vector<size_t> order = epoch_order(train.size(), train, seed, epoch, B);
   TokenBatch batch;
   std::vector<PairTarget> targets;
+  std::vector<float> lengths;
   Progress progress("step", total);
   double win_loss = 0, win_tokens = 0, win_t0 = now_seconds();
   int win_correct = 0, win_decided = 0, win_steps = 0;
@@ -210,8 +223,8 @@ int run(int argc, char** argv) {
       order = epoch_order(train.size(), train, seed, epoch, B);
     }
     const size_t e = std::min(train.size(), static_cast<size_t>(pos) + B);
-    build_batch(train, order, pos, e, &batch, &targets);
-    StepStats s = obj.train_step(opt, batch, targets);
+    build_batch(train, order, pos, e, &batch, &targets, &lengths);
+    StepStats s = obj.train_step(opt, batch, targets, &lengths);
     pos = static_cast<long>(e);
     ++step;
     win_loss += s.loss.loss, win_tokens += batch.n_tokens(), ++win_steps;

@@ -9,14 +9,16 @@
 namespace cairn {
 
 void build_batch(const std::vector<TokenizedPair>& pairs, const std::vector<size_t>& idx, size_t b, size_t e,
-                 TokenBatch* batch, std::vector<PairTarget>* targets) {
+                 TokenBatch* batch, std::vector<PairTarget>* targets, std::vector<float>* lengths) {
   batch->clear();
   targets->clear();
+  if (lengths) lengths->clear();
   for (size_t k = b; k < e; ++k) {
     const TokenizedPair& p = pairs[idx[k]];
     const int32_t i = static_cast<int32_t>(k - b);
     batch->add(p.chosen);
     batch->add(p.rejected);
+    if (lengths) lengths->push_back(static_cast<float>(p.chosen_chars)), lengths->push_back(static_cast<float>(p.rejected_chars));
     PairTarget t;
     t.chosen = 2 * i, t.rejected = 2 * i + 1;
     t.label = p.label, t.margin = p.margin, t.weight = p.weight, t.head = p.head;

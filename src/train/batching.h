@@ -19,9 +19,10 @@ struct TokenizedPair {
   int64_t chosen_chars = 0, rejected_chars = 0;  // response lengths (characters), for diagnostics
 };
 
-// Appends pairs[idx[b..e)] to batch/targets (both cleared first).
+// Appends pairs[idx[b..e)] to batch/targets (both cleared first); lengths, if given, gets each
+// sequence's response length in characters (for length debiasing).
 void build_batch(const std::vector<TokenizedPair>& pairs, const std::vector<size_t>& idx, size_t b, size_t e,
-                 TokenBatch* batch, std::vector<PairTarget>* targets);
+                 TokenBatch* batch, std::vector<PairTarget>* targets, std::vector<float>* lengths = nullptr);
 
 // The order in which epoch `epoch` visits the pairs: deterministic in (seed, epoch).
 std::vector<size_t> epoch_order(size_t n_pairs, const std::vector<TokenizedPair>& pairs, uint64_t seed, int epoch,

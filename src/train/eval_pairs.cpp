@@ -32,12 +32,13 @@ PairScores score_pairs(BTObjective& obj, const ModelConfig& cfg, const std::vect
     for (const auto& t : targets) w += t.weight;
     loss += st.bt_loss * w;
     wsum += w;
-    out.n_correct += st.n_correct;
-    out.n_decided += st.n_decided;
-    for (size_t k = b; k < e; ++k) {
+    for (size_t k = b; k < e; ++k) {  // judged by the scoring reward (config head_weights)
       const PairTarget& t = targets[k - b];
       out.chosen[k] = reward(t.chosen, t.head);
       out.rejected[k] = reward(t.rejected, t.head);
+      if (t.label == 0.5f) continue;
+      ++out.n_decided;
+      out.n_correct += t.label > 0.5f ? out.chosen[k] > out.rejected[k] : out.chosen[k] < out.rejected[k];
     }
   }
   out.bt_loss = wsum > 0 ? loss / wsum : 0.0;
