@@ -15,7 +15,7 @@ pkgs=(
   libbenchmark-dev                    # Google Benchmark
 )
 if [ "${CAIRN_SKIP_TORCH:-0}" != 1 ]; then
-  pkgs+=(python3 python3-numpy python3-torch libopenblas0-pthread)
+  pkgs+=(python3 python3-numpy python3-torch python3-sentencepiece libopenblas0-pthread)
 fi
 
 missing=()
