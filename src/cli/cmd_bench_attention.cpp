@@ -286,7 +286,7 @@ int run(int argc, char** argv) {
     }
   nlohmann::json j = {{"bench", "attention"}, {"device", "cpu"}, {"threads", omp_get_max_threads()}, {"sgemm_gflops", sgemm},
                       {"flop_convention", "forward 4*B*H*N^2*d (halved when causal), backward 2.5x forward"},
-                      {"all_valid", all_ok}, {"rows", rows}};
+                      {"all_valid", all_ok}, {"peak_rss_mib", peak_rss_mib()}, {"rows", rows}};
   if (a.count("plot")) {
     const std::string svg = svg_plot(rows, backward ? "fwd_bwd_ms" : "fwd_ms",
                                      std::string("cairn attention, ") + (backward ? "forward+backward" : "forward") + (causal ? ", causal" : ""));
