@@ -80,6 +80,15 @@ TEST(Checkpoint, HostileSafetensorsAreRejected) {
       {"trailing bytes", file_with_header("{" + ok_entry + "}", 20)},
       {"offsets not numbers", file_with_header(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": ["0", "4"]}})", 4)},
       {"metadata not strings", file_with_header(R"({"__metadata__": {"x": 1}})", 0)},
+      {"deeply nested header", file_with_header(std::string(200000, '[') + std::string(200000, ']'), 0)},
+      {"entry not an object", file_with_header(R"({"a": [1, 2]})", 0)},
+      {"missing dtype", file_with_header(R"({"a": {"shape": [1], "data_offsets": [0, 4]}})", 4)},
+      {"shape not an array", file_with_header(R"({"a": {"dtype": "F32", "shape": 1, "data_offsets": [0, 4]}})", 4)},
+      {"fractional dim", file_with_header(R"({"a": {"dtype": "F32", "shape": [1.5], "data_offsets": [0, 4]}})", 4)},
+      {"negative offset", file_with_header(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [-4, 0]}})", 4)},
+      {"reversed offsets", file_with_header(R"({"a": {"dtype": "F32", "shape": [0], "data_offsets": [4, 0]}})", 4)},
+      {"three offsets", file_with_header(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4, 8]}})", 4)},
+      {"gap before tensor", file_with_header(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})", 8)},
   };
   for (const auto& c : cases) EXPECT_THROW(safetensors_parse(c.bytes, "x.safetensors"), DataError) << c.what;
   EXPECT_NO_THROW(safetensors_parse(file_with_header("{" + ok_entry + "}", 16), "ok.safetensors"));
@@ -109,6 +118,48 @@ TEST(Checkpoint, RunDirErrorsNameTheProblem) {
   EXPECT_THROW(load_model(d.file(""), &c2, &p2), DataError);
   write_file_atomic(d.file("config.json"), "{truncated");
   EXPECT_THROW(load_model(d.file(""), &c2, &p2), DataError);
+  // config.json claims a model of ~1e10 parameters next to the small weights file: rejected on the
+  // shapes, before anything of the claimed size is allocated
+  j = config_to_json(cfg);
+  j["vocab_size"] = 1 << 24, j["d_model"] = 1024, j["n_heads"] = 8;
+  write_file_atomic(d.file("config.json"), j.dump());
+  EXPECT_THROW(load_model(d.file(""), &c2, &p2), DataError);
+  // missing field, wrong head_names count
+  j = config_to_json(cfg);
+  j.erase("n_layers");
+  write_file_atomic(d.file("config.json"), j.dump());
+  EXPECT_THROW(load_model(d.file(""), &c2, &p2), DataError);
+  j = config_to_json(cfg);
+  j["head_names"] = {"a", "b"};
+  write_file_atomic(d.file("config.json"), j.dump());
+  EXPECT_THROW(load_model(d.file(""), &c2, &p2), DataError);
+  // an extra tensor in the weights file is named
+  write_file_atomic(d.file("config.json"), config_to_json(cfg).dump());
+  {
+    std::vector<TensorRef> refs;
+    for (const auto& info : t.tensors()) refs.push_back({info.name, info.shape, p.data() + info.offset});
+    refs.push_back({"stray.weight", {2}, p.data()});
+    write_file_atomic(d.file("model.safetensors"), safetensors_serialize(refs));
+    try {
+      load_model(d.file(""), &c2, &p2);
+      FAIL();
+    } catch (const DataError& e) {
+      EXPECT_NE(std::string(e.what()).find("stray.weight"), std::string::npos) << e.what();
+    }
+  }
+  // a missing tensor is named
+  {
+    std::vector<TensorRef> refs;
+    for (const auto& info : t.tensors())
+      if (info.name != "ln_f.bias") refs.push_back({info.name, info.shape, p.data() + info.offset});
+    write_file_atomic(d.file("model.safetensors"), safetensors_serialize(refs));
+    try {
+      load_model(d.file(""), &c2, &p2);
+      FAIL();
+    } catch (const DataError& e) {
+      EXPECT_NE(std::string(e.what()).find("ln_f.bias"), std::string::npos) << e.what();
+    }
+  }
   // a truncated weights file
   save_model(d.file(""), cfg, p.data());
   const std::string w = test::slurp(d.file("model.safetensors"));

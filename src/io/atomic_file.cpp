@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -20,7 +21,7 @@ std::runtime_error io_error(const std::string& what, const std::string& path) {
 }
 
 std::string temp_name(const std::string& path) {
-  static int counter = 0;
+  static std::atomic<unsigned> counter{0};  // unique per writer, also across threads
   return path + ".tmp." + std::to_string(getpid()) + "." + std::to_string(counter++);
 }
 

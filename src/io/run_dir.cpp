@@ -29,9 +29,11 @@ std::vector<TensorRef> table_refs(const ParamTable& t, const float* base, const 
   return refs;
 }
 
-// Copies every tensor of the table (under prefix) out of `loaded` into dst, checking shapes.
-void fill_from(const std::map<std::string, LoadedTensor>& loaded, const ParamTable& t, const std::string& prefix,
-               float* dst, const std::string& path) {
+// Checks that every tensor of the table (under prefix) is in `loaded` with its exact shape.
+// Runs before anything of the table's size is allocated: a config.json claiming a huge model next
+// to a small weights file is a DataError, not a multi-gigabyte allocation.
+void check_shapes(const std::map<std::string, LoadedTensor>& loaded, const ParamTable& t, const std::string& prefix,
+                  const std::string& path) {
   for (const auto& p : t.tensors()) {
     auto it = loaded.find(prefix + p.name);
     if (it == loaded.end()) throw DataError(path, 0, "missing tensor \"" + prefix + p.name + "\"");
@@ -41,7 +43,16 @@ void fill_from(const std::map<std::string, LoadedTensor>& loaded, const ParamTab
       for (auto d : p.shape) want += (want.empty() ? "" : ",") + std::to_string(d);
       throw DataError(path, 0, "tensor \"" + prefix + p.name + "\" has shape [" + got + "], config.json implies [" + want + "]");
     }
-    std::copy(it->second.data.begin(), it->second.data.end(), dst + p.offset);
+  }
+}
+
+// Copies every tensor of the table (under prefix) out of `loaded` into dst (shapes checked first).
+void fill_from(const std::map<std::string, LoadedTensor>& loaded, const ParamTable& t, const std::string& prefix,
+               float* dst, const std::string& path) {
+  check_shapes(loaded, t, prefix, path);
+  for (const auto& p : t.tensors()) {
+    const auto& d = loaded.at(prefix + p.name).data;
+    std::copy(d.begin(), d.end(), dst + p.offset);
   }
 }
 
@@ -98,6 +109,7 @@ void load_model(const std::string& dir, ModelConfig* cfg, std::vector<float>* pa
   if (loaded.size() != t.tensors().size())
     for (const auto& [name, _] : loaded)
       if (!t.find(name)) throw DataError(p, 0, "unexpected tensor \"" + name + "\" (not in this config)");
+  check_shapes(loaded, t, "", p);  // before allocating t.total() floats
   params->assign(t.total(), 0.0f);
   fill_from(loaded, t, "", params->data(), p);
 }
