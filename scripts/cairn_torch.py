@@ -16,9 +16,10 @@ import torch.nn.functional as F
 
 
 class Block(nn.Module):
-    def __init__(self, d, n_heads, d_ff):
+    def __init__(self, d, n_heads, d_ff, sdpa=False):
         super().__init__()
         self.n_heads = n_heads
+        self.sdpa = sdpa  # F.scaled_dot_product_attention (flash on GPU) instead of the explicit softmax
         self.ln1 = nn.LayerNorm(d, eps=1e-5)
         self.attn = nn.Module()
         self.attn.qkv = nn.Linear(d, 3 * d)
@@ -33,9 +34,13 @@ class Block(nn.Module):
         H = self.n_heads
         q, k, v = self.attn.qkv(self.ln1(x)).split(C, dim=2)
         q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in (q, k, v))
-        s = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(C // H))
-        s = s.masked_fill(mask, float("-inf"))
-        y = (torch.softmax(s, dim=-1) @ v).transpose(1, 2).reshape(B, T, C)
+        if self.sdpa:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            s = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(C // H))
+            s = s.masked_fill(mask, float("-inf"))
+            y = torch.softmax(s, dim=-1) @ v
+        y = y.transpose(1, 2).reshape(B, T, C)
         x = x + self.attn.proj(y)
         return x + self.mlp.proj(F.gelu(self.mlp.fc(self.ln2(x)), approximate="tanh"))
 
@@ -47,7 +52,8 @@ class RewardModel(nn.Module):
         d = cfg["d_model"]
         self.tok_emb = nn.Embedding(cfg["vocab_size"], d)
         self.pos_emb = nn.Embedding(cfg["max_seq_len"], d)
-        self.blocks = nn.ModuleList(Block(d, cfg["n_heads"], cfg["d_ff"]) for _ in range(cfg["n_layers"]))
+        self.blocks = nn.ModuleList(Block(d, cfg["n_heads"], cfg["d_ff"], cfg.get("sdpa", False))
+                                    for _ in range(cfg["n_layers"]))
         self.ln_f = nn.LayerNorm(d, eps=1e-5)
         self.head = nn.Linear(d, cfg.get("n_heads_out", 1))
 

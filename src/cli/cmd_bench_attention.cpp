@@ -22,6 +22,10 @@
 #include "cpu/sgemm_probe.h"
 #include "util/rng.h"
 #include "util/timing.h"
+#ifdef CAIRN_HAVE_CUDA
+#include "cuda/attention_bench.h"
+#include "cuda/backend_cuda.h"
+#endif
 
 namespace cairn::cli {
 namespace {
@@ -171,6 +175,79 @@ int scale_demo(bool as_json) {
   return 0;
 }
 
+// --device cuda: the GPU ladder (naive reference, flash) on bf16 (default) or fp32 inputs.
+// --tokens T keeps B·N = T across the sweep (batch = T / N), --model-dim D sets heads = D / d, as
+// FlashAttention's own benchmarks do.
+int run_cuda(const cxxopts::ParseResult& a, bool as_json) {
+#ifndef CAIRN_HAVE_CUDA
+  (void)a, (void)as_json;
+  throw std::runtime_error("--device cuda: this cairn was built without the CUDA backend (no nvcc at build time)");
+#else
+  if (!cuda_available()) throw std::runtime_error("--device cuda: no CUDA device found");
+  const std::string dtype = a["dtype"].as<std::string>();
+  if (dtype != "bf16" && dtype != "fp32") throw UsageError("--dtype must be bf16 or fp32");
+  const bool causal = a["causal"].as<bool>(), backward = a.count("backward") > 0;
+  const int reps = a["repeats"].as<int>(), warm = a["warmup"].as<int>();
+  if (reps < 1 || warm < 0) throw UsageError("--repeats must be ≥ 1");
+  const double peak = a.count("no-sgemm") ? 0.0 : cuda_bf16_gemm_tflops();
+  nlohmann::json rows = nlohmann::json::array();
+  bool all_ok = true;
+  if (!as_json)
+    std::printf("cairn bench attention — %s, %s, %s%s\n%-6s %3s %3s %6s %4s %9s %9s %9s %8s %11s %8s %9s\n",
+                cuda_device_name().c_str(), dtype.c_str(), causal ? "causal" : "full",
+                peak > 0 ? (", cuBLAS bf16 GEMM " + std::to_string(static_cast<int>(peak)) + " TFLOP/s").c_str() : "", "impl",
+                "B", "H", "N", "d", "err out", "err grad", "fwd ms", "TFLOP/s", "fwd+bwd ms", "TFLOP/s", "extra MiB");
+  for (int d : int_list(a["head-dim"].as<std::string>(), "head-dim"))
+    for (int N : int_list(a["seq-len"].as<std::string>(), "seq-len")) {
+      CudaAttnCase c;
+      c.batch = a.count("tokens") ? std::max(1, a["tokens"].as<int>() / N) : a["batch"].as<int>();
+      c.heads = a.count("model-dim") ? std::max(1, a["model-dim"].as<int>() / d) : a["heads"].as<int>();
+      c.seq_len = N, c.head_dim = d, c.causal = causal, c.backward = backward, c.bf16 = dtype == "bf16";
+      c.warmup = warm, c.repeats = reps, c.time_naive = N <= a["max-naive-seq"].as<int>(), c.seed = 1000 + N + d;
+      const double fwd_flops = 4.0 * c.batch * c.heads * double(N) * N * d * (causal ? 0.5 : 1.0);
+      for (const CudaAttnResult& r : bench_attention_cuda(c)) {
+        nlohmann::json row = {{"impl", r.impl}, {"batch", c.batch}, {"heads", c.heads}, {"seq_len", N}, {"head_dim", d},
+                              {"causal", causal}, {"dtype", dtype}, {"valid", r.valid}, {"err_out", r.err_out},
+                              {"err_dq", r.err_dq}, {"err_dk", r.err_dk}, {"err_dv", r.err_dv},
+                              {"max_abs_err_lse", r.max_abs_lse}, {"extra_bytes", r.extra_bytes}};
+        all_ok &= r.valid;
+        if (r.fwd_ms > 0) {
+          row["fwd_ms"] = r.fwd_ms, row["fwd_tflops"] = fwd_flops / r.fwd_ms / 1e9;
+          if (peak > 0) row["fwd_fraction_of_gemm_peak"] = fwd_flops / r.fwd_ms / 1e9 / peak;
+        }
+        if (r.fwd_bwd_ms > 0) {
+          row["fwd_bwd_ms"] = r.fwd_bwd_ms, row["fwd_bwd_tflops"] = 3.5 * fwd_flops / r.fwd_bwd_ms / 1e9;
+          row["bwd_ms"] = r.fwd_bwd_ms - r.fwd_ms, row["bwd_tflops"] = 2.5 * fwd_flops / (r.fwd_bwd_ms - r.fwd_ms) / 1e9;
+          if (peak > 0) row["fwd_bwd_fraction_of_gemm_peak"] = 3.5 * fwd_flops / r.fwd_bwd_ms / 1e9 / peak;
+        }
+        rows.push_back(row);
+        if (!as_json) {
+          const double eg = std::max({r.err_dq, r.err_dk, r.err_dv});
+          std::printf("%-6s %3d %3d %6d %4d %9.2e %9.2e", r.impl.c_str(), c.batch, c.heads, N, d, r.err_out, eg);
+          if (r.fwd_ms > 0) std::printf(" %9.3f %8.1f", r.fwd_ms, fwd_flops / r.fwd_ms / 1e9);
+          else std::printf(" %9s %8s", "-", "-");
+          if (r.fwd_bwd_ms > 0) std::printf(" %11.3f %8.1f", r.fwd_bwd_ms, 3.5 * fwd_flops / r.fwd_bwd_ms / 1e9);
+          else std::printf(" %11s %8s", "-", "-");
+          std::printf(" %9.1f%s%s\n", r.extra_bytes / 1048576.0, r.impl == "naive" ? "   (reference)" : "",
+                      r.valid ? "" : "   MISMATCH");
+        }
+      }
+    }
+  nlohmann::json j = {{"bench", "attention"}, {"device", cuda_device_name()}, {"dtype", dtype},
+                      {"bf16_gemm_tflops", peak},
+                      {"flop_convention", "forward 4*B*H*N^2*d (halved when causal), backward 2.5x forward"},
+                      {"all_valid", all_ok}, {"rows", rows}};
+  if (a.count("plot")) {
+    const std::string svg = svg_plot(rows, backward ? "fwd_bwd_ms" : "fwd_ms",
+                                     std::string("cairn attention (GPU), ") + (backward ? "forward+backward" : "forward") + (causal ? ", causal" : ""));
+    std::ofstream(a["plot"].as<std::string>()) << svg;
+  }
+  if (as_json) std::cout << j.dump() << "\n";
+  if (!all_ok) std::fprintf(stderr, "error: an implementation disagrees with the reference (see err columns)\n");
+  return all_ok ? 0 : 1;
+#endif
+}
+
 int run(int argc, char** argv) {
   cxxopts::Options o(argv[0], "Validate, then time, the attention implementations (forward, and forward+backward).");
   o.add_options()
@@ -188,6 +265,9 @@ int run(int argc, char** argv) {
     ("max-gemm-seq", "do not run gemm above this length (T² memory)", cxxopts::value<int>()->default_value("8192"))
     ("threads", "CPU threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
     ("device", "cpu|cuda", cxxopts::value<std::string>()->default_value("cpu"))
+    ("dtype", "cuda: bf16|fp32 storage of q, k, v, out and gradients", cxxopts::value<std::string>()->default_value("bf16"))
+    ("tokens", "cuda: batch = tokens / seq-len for each length of the sweep", cxxopts::value<int>())
+    ("model-dim", "cuda: heads = model-dim / head-dim", cxxopts::value<int>())
     ("plot", "write an SVG of time vs sequence length (log-log)", cxxopts::value<std::string>())
     ("scale-demo", "show why attention scores are scaled by 1/sqrt(d)")
     ("no-sgemm", "skip the SGEMM ceiling probe")
@@ -200,8 +280,9 @@ int run(int argc, char** argv) {
   }
   const bool as_json = a.count("json") > 0;
   if (a.count("scale-demo")) return scale_demo(as_json);
-  if (a["device"].as<std::string>() != "cpu")
-    throw std::runtime_error("--device " + a["device"].as<std::string>() + ": this bench runs the CPU ladder; the CUDA kernels need a CUDA build and a GPU");
+  const std::string device = a["device"].as<std::string>();
+  if (device == "cuda") return run_cuda(a, as_json);
+  if (device != "cpu") throw UsageError("--device must be cpu or cuda");
   if (a["threads"].as<int>() > 0) omp_set_num_threads(a["threads"].as<int>());
   const int B = a["batch"].as<int>(), H = a["heads"].as<int>(), reps = a["repeats"].as<int>(), warm = a["warmup"].as<int>();
   if (B < 1 || H < 1 || reps < 1 || warm < 0) throw UsageError("--batch, --heads, --repeats must be ≥ 1");

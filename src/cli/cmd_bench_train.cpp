@@ -16,6 +16,9 @@
 #include "cpu/sgemm_probe.h"
 #include "util/rng.h"
 #include "util/timing.h"
+#ifdef CAIRN_HAVE_CUDA
+#include "cuda/backend_cuda.h"
+#endif
 
 namespace cairn::cli {
 namespace {
@@ -101,6 +104,10 @@ int run(int argc, char** argv) {
   const double model_flops = model_step_flops(cfg, lens);
   const bool cpu = a["device"].as<std::string>() == "cpu";
   const double sgemm = (cpu && !a.count("no-sgemm")) ? cpu::measure_sgemm_gflops() : 0.0;
+  double gpu_peak = 0;  // TFLOP/s of a dense bf16 cuBLAS GEMM on this device, measured here
+#ifdef CAIRN_HAVE_CUDA
+  if (!cpu && !a.count("no-sgemm")) gpu_peak = cuda_bf16_gemm_tflops();
+#endif
   double prof_total = 0;
   for (auto& [k, v] : profile) prof_total += v;
 
@@ -113,6 +120,7 @@ int run(int argc, char** argv) {
       {"tokens_per_s", tokens / med}, {"gflop_per_step", flops / 1e9}, {"gflops", gflops},
       {"model_gflop_per_step_6n", model_flops / 1e9}, {"model_gflops_6n", model_flops / med / 1e9},
       {"sgemm_gflops", sgemm}, {"fraction_of_sgemm", sgemm > 0 ? gflops / sgemm : 0.0},
+      {"bf16_gemm_tflops", gpu_peak}, {"fraction_of_bf16_gemm", gpu_peak > 0 ? gflops / 1e3 / gpu_peak : 0.0},
       {"peak_rss_mib", peak_rss_mib()}, {"params", model.num_params()}, {"matmul_params", matmul_params(cfg)},
       {"flop_convention", "gflops: executed (last block pruned to EOS rows); model_gflops_6n: 6*matmul_params per token + causal attention 3*2*T^2*C per layer per sequence"}};
   nlohmann::json pj = nlohmann::json::object();
@@ -130,6 +138,9 @@ int run(int argc, char** argv) {
   std::printf("  GFLOP/step       %10.2f   executed (6N convention: %.2f)\n  GFLOP/s          %10.1f   executed (6N convention: %.1f)\n",
               flops / 1e9, model_flops / 1e9, gflops, model_flops / med / 1e9);
   if (sgemm > 0) std::printf("  SGEMM GFLOP/s    %10.1f   (model reaches %.0f%% of it)\n", sgemm, 100 * gflops / sgemm);
+  if (gpu_peak > 0)
+    std::printf("  bf16 GEMM TFLOP/s%10.1f   (cuBLAS, this device; model reaches %.1f%% of it)\n", gpu_peak,
+                100 * gflops / 1e3 / gpu_peak);
   std::printf("  peak RSS         %10.0f MiB\n", peak_rss_mib());
   if (!profile.empty()) {
     std::printf("  where the time goes (one profiled step):\n");

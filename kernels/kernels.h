@@ -1,0 +1,99 @@
+// Host-callable launchers of every CUDA kernel (device code lives in kernels/*.cu). All pointers are
+// device pointers; every launch goes on `stream` and is checked. Shapes and conventions are those of
+// include/cairn/backend.h (row-major, N packed tokens, parameter gradients +=, activation gradients =).
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "cairn/backend.h"
+
+namespace cairn::cuda {
+
+inline void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
+}
+// After every launch: a bad configuration shows up here, not three kernels later.
+#define CAIRN_CUDA_LAUNCH_CHECK(name) ::cairn::cuda::check(cudaGetLastError(), name)
+
+// ---- elementwise.cu ----
+void fill(float* x, float value, size_t n, cudaStream_t s);
+void embedding_forward(float* out, const int32_t* ids, const int32_t* pos, const float* wte, const float* wpe, int N,
+                       int C, cudaStream_t s);
+void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* ids, const int32_t* pos, int N,
+                        int C, cudaStream_t s);
+void gelu_forward(float* out, const float* inp, size_t n, cudaStream_t s);
+void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n, cudaStream_t s);
+void add_inplace(float* x, const float* y, size_t n, cudaStream_t s);
+void gather_rows(float* out, const float* inp, const int32_t* rows, int R, int C, cudaStream_t s);
+void scatter_add_rows(float* dinp, const float* dout, const int32_t* rows, int R, int C, cudaStream_t s);
+
+// ---- layernorm.cu ----  (column sums are deterministic: fixed row split, fixed-order second pass)
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b, int N,
+                       int C, cudaStream_t s);
+// dinp += ; dw += ; db +=.   scratch: at least layernorm_scratch_floats(N, C) floats.
+void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
+                        const float* mean, const float* rstd, int N, int C, float* scratch, cudaStream_t s);
+size_t layernorm_scratch_floats(int N, int C);
+// db[C] += Σ_n dout[n, C]   (bias gradient of a linear layer); scratch as above
+void column_sum_add(float* db, const float* dout, int N, int C, float* scratch, cudaStream_t s);
+
+// ---- loss.cu ----  drewards[B,H] assigned (B = 1 + the largest sequence index in pairs);
+// stats: kLossStatsDoubles doubles on the device; scratch: 4·P doubles.
+constexpr int kLossStatsDoubles = 5;  // loss, bt_loss, n_correct, n_decided, total weight
+void bt_loss(float* drewards, double* stats, double* scratch, const float* rewards, const PairTarget* pairs, int P,
+             int H, const float* head_weights, float center_coef, cudaStream_t s);
+
+// ---- adamw.cu ----
+// partials: kSumSquaresBlocks doubles; their (fixed-order) sum is Σ x².
+constexpr int kSumSquaresBlocks = 264;
+void sum_squares_partials(double* partials, const float* x, size_t n, cudaStream_t s);
+void adamw_update(float* p, const float* g, float* m, float* v, size_t n, const AdamWHyper& h, cudaStream_t s);
+
+// ---- attention.cu ----  scaled dot-product attention on packed variable-length sequences.
+//
+// q, k, v: rows of `stride_*` elements, head h at columns h·HS ..; sequence b owns rows
+// [cu_seqlens[b], cu_seqlens[b+1]). The model passes qkv[N,3C] as q = qkv, k = qkv + C, v = qkv + 2C.
+enum class AttnDtype { F32, BF16 };
+enum class AttnKernel {
+  Naive,  // one thread per query (forward, dQ) or key (dK, dV) row, fp32 throughout: the reference
+  Flash,  // tiled, online softmax, bf16 tensor-core MMA with fp32 accumulation, O(N) extra memory
+};
+const char* attn_kernel_name(AttnKernel k);
+
+struct AttnShape {
+  const int32_t* cu_seqlens = nullptr;  // (B+1) device
+  int B = 0, NH = 0, HS = 0, max_len = 0, n_tokens = 0;
+  bool causal = true;
+};
+struct AttnFwd {
+  const void *q, *k, *v;
+  long stride_q, stride_k, stride_v;
+  void* out;
+  long stride_out;
+  float* lse;  // [N, NH], natural log of Σ exp(scaled scores)
+};
+struct AttnBwd {
+  const void *q, *k, *v, *out, *dout;
+  long stride_q, stride_k, stride_v, stride_out, stride_dout;
+  const float* lse;
+  void *dq, *dk, *dv;  // assigned
+  long stride_dq, stride_dk, stride_dv;
+  float* workspace;  // attention_bwd_workspace_floats(shape) floats
+};
+bool attn_supported(AttnKernel k, AttnDtype t, int HS);  // Flash: HS ≤ 128 (bf16: HS % 8 == 0)
+size_t attention_bwd_workspace_floats(const AttnShape& s);
+void attention_forward(AttnKernel k, AttnDtype t, const AttnShape& s, const AttnFwd& a, cudaStream_t st);
+void attention_backward(AttnKernel k, AttnDtype t, const AttnShape& s, const AttnBwd& a, cudaStream_t st);
+
+// The last query of each sequence only (fp32): out[B, NH·HS], lse[B, NH]; backward assigns ALL of
+// dqkv[N, 3C] (zero where the last query does not reach).
+void attention_last_forward(float* out, float* lse, const float* qkv, const int32_t* cu_seqlens, int B, int NH,
+                            int HS, cudaStream_t s);
+void attention_last_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
+                             const int32_t* cu_seqlens, int B, int N, int NH, int HS, cudaStream_t s);
+
+}  // namespace cairn::cuda

@@ -1,0 +1,136 @@
+// LayerNorm forward/backward (eps 1e-5) and deterministic column sums (LayerNorm w/b and linear-bias
+// gradients). One warp per row; two-pass statistics (mean, then Σ(x − mean)²) so a large common
+// offset does not cancel catastrophically.
+//   forward:  x̂ = (x − μ)·rstd,  y = x̂·w + b
+//   backward: dx += rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)),  dx̂ = dy·w
+//             dw += Σ_rows dy·x̂,  db += Σ_rows dy
+// Column sums: rows are cut into S fixed slices; a block sums its slice for 32 columns in a fixed
+// order, then a second kernel adds the S partials in order. Same inputs → same bits.
+#include "kernels/common.cuh"
+#include "kernels/kernels.h"
+
+namespace cairn::cuda {
+namespace {
+
+constexpr int kWarpsPerBlock = 8;
+constexpr int kMaxSplits = 64;
+
+__global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp, const float* w,
+                                         const float* b, int N, int C) {
+  const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (row >= N) return;
+  const float* x = inp + size_t(row) * C;
+  float s = 0;
+  for (int c = lane; c < C; c += 32) s += x[c];
+  const float mu = warp_sum(s) / C;
+  float v = 0;
+  for (int c = lane; c < C; c += 32) v += (x[c] - mu) * (x[c] - mu);
+  const float rs = rsqrtf(warp_sum(v) / C + 1e-5f);
+  float* y = out + size_t(row) * C;
+  for (int c = lane; c < C; c += 32) y[c] = (x[c] - mu) * rs * w[c] + b[c];
+  if (lane == 0) mean[row] = mu, rstd[row] = rs;
+}
+
+__global__ void layernorm_backward_kernel(float* dinp, const float* dout, const float* inp, const float* w,
+                                          const float* mean, const float* rstd, int N, int C) {
+  const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (row >= N) return;
+  const float* x = inp + size_t(row) * C;
+  const float* dy = dout + size_t(row) * C;
+  const float mu = mean[row], rs = rstd[row];
+  float s1 = 0, s2 = 0;  // Σ dx̂, Σ dx̂·x̂
+  for (int c = lane; c < C; c += 32) {
+    const float dn = dy[c] * w[c];
+    s1 += dn;
+    s2 += dn * (x[c] - mu) * rs;
+  }
+  const float m1 = warp_sum(s1) / C, m2 = warp_sum(s2) / C;
+  float* dx = dinp + size_t(row) * C;
+  for (int c = lane; c < C; c += 32) {
+    const float xh = (x[c] - mu) * rs;
+    dx[c] += rs * (dy[c] * w[c] - m1 - xh * m2);
+  }
+}
+
+// Stage 1: partial[split][c] (and partial2 for the LayerNorm weight) over this block's row slice.
+// Block (32, 8): threadIdx.x = column within 32, threadIdx.y strides rows.
+template <bool kLayerNorm>
+__global__ void column_partials_kernel(float* partial_b, float* partial_w, const float* dout, const float* inp,
+                                       const float* mean, const float* rstd, int N, int C, int rows_per_split) {
+  __shared__ float sb[8][33], sw[8][33];
+  const int c = blockIdx.x * 32 + threadIdx.x;
+  const int r0 = blockIdx.y * rows_per_split, r1 = min(N, r0 + rows_per_split);
+  float acc_b = 0, acc_w = 0;
+  if (c < C)
+    for (int r = r0 + threadIdx.y; r < r1; r += 8) {
+      const float d = dout[size_t(r) * C + c];
+      acc_b += d;
+      if (kLayerNorm) acc_w += d * (inp[size_t(r) * C + c] - mean[r]) * rstd[r];
+    }
+  sb[threadIdx.y][threadIdx.x] = acc_b;
+  sw[threadIdx.y][threadIdx.x] = acc_w;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    float tb = 0, tw = 0;
+    for (int k = 0; k < 8; ++k) tb += sb[k][threadIdx.x], tw += sw[k][threadIdx.x];
+    partial_b[size_t(blockIdx.y) * C + c] = tb;
+    if (kLayerNorm) partial_w[size_t(blockIdx.y) * C + c] = tw;
+  }
+}
+
+// Stage 2: db[c] += Σ_split partial_b[split][c] (same for dw), in split order.
+__global__ void column_finish_kernel(float* db, float* dw, const float* partial_b, const float* partial_w, int C,
+                                     int splits) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  float tb = 0, tw = 0;
+  for (int k = 0; k < splits; ++k) {
+    tb += partial_b[size_t(k) * C + c];
+    if (dw) tw += partial_w[size_t(k) * C + c];
+  }
+  db[c] += tb;
+  if (dw) dw[c] += tw;
+}
+
+int splits_for(int N) { return max(1, min(kMaxSplits, (N + 127) / 128)); }
+
+template <bool kLayerNorm>
+void column_sums(float* db, float* dw, const float* dout, const float* inp, const float* mean, const float* rstd,
+                 int N, int C, float* scratch, cudaStream_t s) {
+  const int S = splits_for(N), rows = (N + S - 1) / S;
+  float* pb = scratch;
+  float* pw = scratch + size_t(S) * C;
+  column_partials_kernel<kLayerNorm><<<dim3((C + 31) / 32, S), dim3(32, 8), 0, s>>>(pb, pw, dout, inp, mean, rstd, N,
+                                                                                     C, rows);
+  CAIRN_CUDA_LAUNCH_CHECK("column_partials");
+  column_finish_kernel<<<(C + 255) / 256, 256, 0, s>>>(db, kLayerNorm ? dw : nullptr, pb, pw, C, S);
+  CAIRN_CUDA_LAUNCH_CHECK("column_finish");
+}
+
+}  // namespace
+
+size_t layernorm_scratch_floats(int N, int C) { return 2 * size_t(splits_for(N)) * C; }
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b, int N,
+                       int C, cudaStream_t s) {
+  if (N == 0) return;
+  layernorm_forward_kernel<<<(N + kWarpsPerBlock - 1) / kWarpsPerBlock, 32 * kWarpsPerBlock, 0, s>>>(out, mean, rstd,
+                                                                                                   inp, w, b, N, C);
+  CAIRN_CUDA_LAUNCH_CHECK("layernorm_forward");
+}
+
+void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
+                        const float* mean, const float* rstd, int N, int C, float* scratch, cudaStream_t s) {
+  if (N == 0) return;
+  layernorm_backward_kernel<<<(N + kWarpsPerBlock - 1) / kWarpsPerBlock, 32 * kWarpsPerBlock, 0, s>>>(
+      dinp, dout, inp, w, mean, rstd, N, C);
+  CAIRN_CUDA_LAUNCH_CHECK("layernorm_backward");
+  column_sums<true>(db, dw, dout, inp, mean, rstd, N, C, scratch, s);
+}
+
+void column_sum_add(float* db, const float* dout, int N, int C, float* scratch, cudaStream_t s) {
+  if (N == 0) return;
+  column_sums<false>(db, nullptr, dout, nullptr, nullptr, nullptr, N, C, scratch, s);
+}
+
+}  // namespace cairn::cuda

@@ -1,0 +1,176 @@
+// The whole model on the GPU against the same model on the CPU: one training step from the same
+// initial weights (rewards, loss, every gradient), a few AdamW steps, learnability of the synthetic
+// task, and run directories that move between devices through the CLI.
+// Tolerances (relative L2 over all parameters): fp32 GEMMs 2e-2 and bf16 GEMMs 5e-2 for gradients
+// (the attention MMAs are bf16 in both), rewards 1e-2 / 3e-2.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "cairn/model.h"
+#include "cairn/objective.h"
+#include "gpu/gpu_util.h"
+#include "synthetic_task.h"
+#include "test_tmpdir.h"
+
+namespace cairn {
+using test::rel_l2;
+
+namespace {
+ModelConfig step_config() {
+  ModelConfig c;
+  c.vocab_size = 97, c.max_seq_len = 256, c.d_model = 128, c.n_layers = 3, c.n_heads = 2, c.d_ff = 320;
+  c.n_heads_out = 2;
+  c.head_names = {"a", "b"};
+  c.head_weights = {0.7f, 0.3f};
+  return c;
+}
+
+struct StepResult {
+  LossStats loss;
+  std::vector<float> rewards, grads, params_after;
+};
+
+StepResult run_steps(Backend& be, const ModelConfig& cfg, const TokenBatch& batch, const std::vector<PairTarget>& pairs,
+                     int adam_steps) {
+  Model m(cfg, be);
+  m.init(5);
+  BTObjective obj(m, 0.05f);
+  StepResult r;
+  m.zero_grads();
+  r.loss = obj.forward_backward(batch, pairs, &r.rewards);
+  r.grads.resize(m.num_params());
+  m.get_grads(r.grads.data());
+  OptimConfig oc;
+  oc.lr = 1e-3f, oc.warmup = 0, oc.total_steps = 100;
+  AdamW opt(m, oc);
+  for (int s = 0; s < adam_steps; ++s) obj.train_step(opt, batch, pairs);
+  r.params_after.resize(m.num_params());
+  m.get_params(r.params_after.data());
+  return r;
+}
+}  // namespace
+
+TEST(CudaModel, TrainingStepMatchesCpu) {
+  CAIRN_REQUIRE_GPU();
+  const ModelConfig cfg = step_config();
+  Rng rng(3);
+  TokenBatch batch;
+  batch.clear();
+  for (int L : {31, 200, 33, 127, 64, 2, 150, 149}) {
+    std::vector<int32_t> s(L);
+    for (auto& t : s) t = static_cast<int32_t>(rng.below(cfg.vocab_size));
+    batch.add(s);
+  }
+  std::vector<PairTarget> pairs = {{0, 1, 1.0f, 0.0f, 1.0f, -1}, {2, 3, 0.8f, 0.1f, 2.0f, 0},
+                                   {4, 5, 1.0f, 0.0f, 1.0f, 1}, {6, 7, 0.3f, 0.0f, 0.5f, -1}};
+  auto cpu = make_backend("cpu", 2);
+  const StepResult ref = run_steps(*cpu, cfg, batch, pairs, 5);
+  for (CudaMath math : {CudaMath::FP32, CudaMath::BF16}) {
+    auto gpu = make_cuda_backend(0, math);
+    const StepResult got = run_steps(*gpu, cfg, batch, pairs, 5);
+    const bool bf16 = math == CudaMath::BF16;
+    const double e_r = rel_l2(got.rewards, ref.rewards), e_g = rel_l2(got.grads, ref.grads);
+    const double e_p = rel_l2(got.params_after, ref.params_after);
+    std::printf("%s GEMMs: rewards %.2e  loss %.6f vs %.6f  gradients %.2e  params after 5 AdamW steps %.2e\n",
+                bf16 ? "bf16" : "fp32", e_r, got.loss.loss, ref.loss.loss, e_g, e_p);
+    EXPECT_LT(e_r, bf16 ? 3e-2 : 1e-2);
+    EXPECT_NEAR(got.loss.loss, ref.loss.loss, (bf16 ? 2e-2 : 5e-3) * std::fabs(ref.loss.loss));
+    EXPECT_LT(e_g, bf16 ? 5e-2 : 2e-2);
+    EXPECT_LT(e_p, 1e-3);  // Adam normalises the steps: small gradient errors move weights little
+    // each tensor's gradient, so a wrong small tensor cannot hide in the total
+    ParamTable t(cfg);
+    for (const ParamInfo& info : t.tensors()) {
+      std::vector<float> a(got.grads.begin() + info.offset, got.grads.begin() + info.offset + info.numel);
+      std::vector<float> b(ref.grads.begin() + info.offset, ref.grads.begin() + info.offset + info.numel);
+      EXPECT_LT(rel_l2(a, b), bf16 ? 1e-1 : 5e-2) << info.name;
+    }
+  }
+}
+
+TEST(CudaModel, LearnsSyntheticPreferenceTask) {
+  CAIRN_REQUIRE_GPU();
+  auto gpu = make_cuda_backend(0);
+  double acc = 0;
+  test::train_synthetic(*gpu, 400, 7, &acc);
+  EXPECT_GE(acc, 0.95) << "held-out accuracy " << acc;
+}
+
+namespace {
+// The cairn binary: the one built beside this test, or $CAIRN_BINARY (a build copied to a GPU machine).
+std::string cairn_binary() {
+  const char* env = std::getenv("CAIRN_BINARY");
+  return env && *env ? env : CAIRN_BINARY;
+}
+int run(const std::string& args, std::string* out = nullptr) {
+  const std::string cmd = cairn_binary() + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  size_t n;
+  std::string o;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) o.append(buf.data(), n);
+  const int st = pclose(p);
+  if (out) *out = o;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+std::vector<double> rewards_of(const std::string& path) {
+  std::ifstream f(path);
+  std::vector<double> r;
+  for (std::string line; std::getline(f, line);) r.push_back(nlohmann::json::parse(line)["reward"].get<double>());
+  return r;
+}
+}  // namespace
+
+TEST(CudaModel, RunDirectoriesMoveBetweenDevices) {
+  CAIRN_REQUIRE_GPU();
+  test::TempDir d;
+  {
+    std::ofstream f(d.file("pairs.jsonl"));
+    Rng r(9);
+    for (int i = 0; i < 200; ++i) {
+      const std::string topic = "topic " + std::to_string(r.below(20));
+      f << nlohmann::json({{"prompt", "Tell me about " + topic},
+                           {"chosen", "Thank you for asking, here is a careful answer about " + topic + "."},
+                           {"rejected", "Whatever, read about " + topic + " yourself."}})
+                  .dump()
+        << "\n";
+    }
+    std::ofstream s(d.file("score.jsonl"));
+    for (int i = 0; i < 50; ++i)
+      s << nlohmann::json({{"prompt", "Tell me about topic " + std::to_string(i)},
+                           {"response", i % 2 ? "Thank you, gladly." : "No."}})
+               .dump()
+        << "\n";
+  }
+  std::string out;
+  const std::string pairs = d.file("pairs.jsonl");
+  ASSERT_EQ(run("train --device cuda --train " + pairs + " --valid " + pairs + " --out " + d.file("gpu_run") +
+                    " --preset tiny --vocab-size 300 --steps 30 --batch-pairs 16",
+                &out),
+            0)
+      << out;
+  ASSERT_EQ(run("train --device cpu --train " + pairs + " --valid " + pairs + " --out " + d.file("cpu_run") +
+                    " --preset tiny --vocab-size 300 --steps 3 --batch-pairs 16",
+                &out),
+            0)
+      << out;
+  for (const std::string runname : {"gpu_run", "cpu_run"}) {
+    for (const char* dev : {"cpu", "cuda"})
+      ASSERT_EQ(run(std::string("score --device ") + dev + " --model " + d.file(runname) + " --input " +
+                        d.file("score.jsonl") + " --output " + d.file(runname + "." + dev + ".jsonl"),
+                    &out),
+                0)
+          << out;
+    const auto a = rewards_of(d.file(runname + ".cpu.jsonl")), b = rewards_of(d.file(runname + ".cuda.jsonl"));
+    ASSERT_EQ(a.size(), 50u);
+    ASSERT_EQ(b.size(), 50u);
+    EXPECT_LT(rel_l2(b, a), 3e-2) << runname << ": CUDA scores vs CPU scores of the same run directory";
+  }
+}
+
+}  // namespace cairn
