@@ -76,7 +76,7 @@ def compare_attention(args):
             continue
         B, H, N, d = r["batch"], r["heads"], r["seq_len"], r["head_dim"]
         flops = 4.0 * B * H * N * N * d * (0.5 if args.causal else 1.0)
-        t_f, t_fb = sdpa_times(B, H, N, d, args.causal, args.warmup, args.reps)
+        t_f, t_fb = sdpa_times(B, H, N, d, bool(args.causal), args.warmup, args.reps)
         row = dict(B=B, H=H, N=N, d=d, valid=r["valid"], err_out=r["err_out"],
                    err_grad=max(r["err_dq"], r["err_dk"], r["err_dv"]),
                    cairn_fwd_tflops=r.get("fwd_tflops", 0.0), sdpa_fwd_tflops=flops / t_f / 1e9,

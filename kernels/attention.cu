@@ -19,6 +19,7 @@
 // staged in shared memory. Softmax statistics, accumulators, lse and dQ are fp32 throughout.
 // Exponentials use exp2 with the scale folded in: scale_log2 = log2(e)/√HS.
 // Head sizes up to 128 run on tiles padded to 32, 64 or 128 columns (zero-filled).
+#include <cstdlib>
 #include <type_traits>
 
 #include "kernels/common.cuh"
@@ -28,6 +29,7 @@ namespace cairn::cuda {
 namespace {
 
 constexpr float kLog2e = 1.4426950408889634f;
+constexpr int kDefaultFwdWarps = 4;
 constexpr float kLn2 = 0.6931471805599453f;
 constexpr unsigned kFull = 0xffffffffu;
 
@@ -258,9 +260,9 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(Params p) {
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* sK = reinterpret_cast<bf16*>(smem);  // [kBN][kLD]
   bf16* sV = sK + kBN * kLD;                 // [kBN][kLD]
-  bf16* sQ = sV + kBN * kLD;                 // [kBMq][kLD]
-  bf16* sdO = sQ + kBMq * kLD;               // [kBMq][kLD]
-  bf16* sdS = sdO + kBMq * kLD;              // [kBN][kLDS]: dSᵀ, keys × queries
+  bf16* sQ2 = sV + kBN * kLD;                // [2][kBMq][kLD]  (double buffered: the next tile streams in)
+  bf16* sdO2 = sQ2 + 2 * kBMq * kLD;         // [2][kBMq][kLD]
+  bf16* sdS = sdO2 + 2 * kBMq * kLD;         // [kBN][kLDS]: dSᵀ, keys × queries
   float* sL = reinterpret_cast<float*>(sdS + kBN * kLDS);  // [kBMq] lse·log2(e)
   float* sD = sL + kBMq;                                   // [kBMq]
 
@@ -270,28 +272,35 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(Params p) {
   if (k0 >= len) return;
   const T* Q = static_cast<const T*>(p.q) + seq0 * p.sq + h * p.hs;
   const T* dO = static_cast<const T*>(p.dout) + seq0 * p.sdo + h * p.hs;
+  const int qt_begin = kCausal ? k0 / kBMq : 0, qt_end = (len + kBMq - 1) / kBMq;
   load_tile<kBN, kHS, kThreads>(sK, static_cast<const T*>(p.k) + (seq0 + k0) * p.sk + h * p.hs, p.sk, len - k0, p.hs, p.vec);
   load_tile<kBN, kHS, kThreads>(sV, static_cast<const T*>(p.v) + (seq0 + k0) * p.sv + h * p.hs, p.sv, len - k0, p.hs, p.vec);
+  load_tile<kBMq, kHS, kThreads>(sQ2, Q + qt_begin * kBMq * p.sq, p.sq, len - qt_begin * kBMq, p.hs, p.vec);
+  load_tile<kBMq, kHS, kThreads>(sdO2, dO + qt_begin * kBMq * p.sdo, p.sdo, len - qt_begin * kBMq, p.hs, p.vec);
   cp_async_commit();
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int mi = lane / 8, r8 = lane % 8;
   float dk[kHS / 8][4] = {}, dv[kHS / 8][4] = {};
   const int key0 = k0 + warp * 16 + g;  // this thread's keys: key0, key0 + 8
-  const int qt_begin = kCausal ? k0 / kBMq : 0, qt_end = (len + kBMq - 1) / kBMq;
 
   for (int qt = qt_begin; qt < qt_end; ++qt) {
-    const int q0 = qt * kBMq;
-    load_tile<kBMq, kHS, kThreads>(sQ, Q + q0 * p.sq, p.sq, len - q0, p.hs, p.vec);
-    load_tile<kBMq, kHS, kThreads>(sdO, dO + q0 * p.sdo, p.sdo, len - q0, p.hs, p.vec);
+    const int q0 = qt * kBMq, buf = (qt - qt_begin) & 1;
+    if (qt + 1 < qt_end) {  // prefetch the next query tile into the other buffer
+      const int qn = q0 + kBMq;
+      load_tile<kBMq, kHS, kThreads>(sQ2 + (buf ^ 1) * kBMq * kLD, Q + qn * p.sq, p.sq, len - qn, p.hs, p.vec);
+      load_tile<kBMq, kHS, kThreads>(sdO2 + (buf ^ 1) * kBMq * kLD, dO + qn * p.sdo, p.sdo, len - qn, p.hs, p.vec);
+    }
     cp_async_commit();
     for (int i = threadIdx.x; i < kBMq; i += kThreads) {
       const bool ok = q0 + i < len;
       sL[i] = ok ? p.lse[size_t(seq0 + q0 + i) * p.NH + h] * kLog2e : 0.0f;
       sD[i] = ok ? p.D[size_t(seq0 + q0 + i) * p.NH + h] : 0.0f;
     }
-    cp_async_wait<0>();
+    cp_async_wait<1>();  // this tile (and K, V) have landed; the prefetch may still be in flight
     __syncthreads();
+    const bf16* sQ = sQ2 + buf * kBMq * kLD;
+    const bf16* sdO = sdO2 + buf * kBMq * kLD;
 
     // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ: 16 keys × kBMq queries per warp
     float sT[kBMq / 8][4] = {}, dpT[kBMq / 8][4] = {};
@@ -379,7 +388,7 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(Params p) {
         }
       }
     }
-    __syncthreads();  // sQ, sdO, sdS are overwritten by the next query tile
+    __syncthreads();  // sL, sD, sdS and this buffer are overwritten next
   }
 
   T* dK = static_cast<T*>(p.dk);
@@ -601,27 +610,34 @@ bool rows_vectorizable(const AttnShape& s, std::initializer_list<std::pair<const
 
 int padded_hs(int hs) { return hs <= 32 ? 32 : hs <= 64 ? 64 : 128; }
 
-constexpr int kFwdWarps = 4;
+// Query rows per forward block = 16 × warps. CAIRN_ATTN_FWD_WARPS=4|8 overrides the default.
+int fwd_warps() {
+  static const int w = [] {
+    const char* e = std::getenv("CAIRN_ATTN_FWD_WARPS");
+    return e && std::atoi(e) == 4 ? 4 : e && std::atoi(e) == 8 ? 8 : kDefaultFwdWarps;
+  }();
+  return w;
+}
 constexpr int kBwdBMq(int hs) { return hs <= 64 ? 64 : 32; }
 
-template <int kHS>
+template <int kHS, int kWarps>
 size_t fwd_smem() {
-  return size_t(16 * kFwdWarps + 4 * 64) * (kHS + 8) * sizeof(bf16);
+  return size_t(16 * kWarps + 4 * 64) * (kHS + 8) * sizeof(bf16);
 }
 template <int kHS, int kBMq>
 size_t bwd_smem() {
-  return (size_t(2 * 64 + 2 * kBMq) * (kHS + 8) + size_t(64) * (kBMq + 8)) * sizeof(bf16) + 2 * kBMq * sizeof(float);
+  return (size_t(2 * 64 + 4 * kBMq) * (kHS + 8) + size_t(64) * (kBMq + 8)) * sizeof(bf16) + 2 * kBMq * sizeof(float);
 }
 
-template <int kHS, bool kCausal, class T>
+template <int kHS, int kWarps, bool kCausal, class T>
 void launch_flash_fwd(const AttnShape& s, const Params& p, cudaStream_t st) {
-  auto kernel = flash_fwd_kernel<kHS, kFwdWarps, kCausal, T>;
-  const size_t smem = fwd_smem<kHS>();
+  auto kernel = flash_fwd_kernel<kHS, kWarps, kCausal, T>;
+  const size_t smem = fwd_smem<kHS, kWarps>();
   static const cudaError_t opt_in =  // once per instantiation (and per process: one device)
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   check(opt_in, "attention forward shared memory");
-  const dim3 grid((s.max_len + 16 * kFwdWarps - 1) / (16 * kFwdWarps), s.NH, s.B);
-  kernel<<<grid, 32 * kFwdWarps, smem, st>>>(p);
+  const dim3 grid((s.max_len + 16 * kWarps - 1) / (16 * kWarps), s.NH, s.B);
+  kernel<<<grid, 32 * kWarps, smem, st>>>(p);
   CAIRN_CUDA_LAUNCH_CHECK("flash attention forward");
 }
 
@@ -638,13 +654,18 @@ void launch_flash_bwd(const AttnShape& s, const Params& p, cudaStream_t st) {
   CAIRN_CUDA_LAUNCH_CHECK("flash attention backward");
 }
 
+template <int kWarps, bool kCausal, class T>
+void flash_fwd_w(const AttnShape& s, const Params& p, cudaStream_t st) {
+  switch (padded_hs(s.HS)) {
+    case 32: return launch_flash_fwd<32, kWarps, kCausal, T>(s, p, st);
+    case 64: return launch_flash_fwd<64, kWarps, kCausal, T>(s, p, st);
+    default: return launch_flash_fwd<128, kWarps, kCausal, T>(s, p, st);
+  }
+}
 template <bool kCausal, class T>
 void flash_fwd(const AttnShape& s, const Params& p, cudaStream_t st) {
-  switch (padded_hs(s.HS)) {
-    case 32: return launch_flash_fwd<32, kCausal, T>(s, p, st);
-    case 64: return launch_flash_fwd<64, kCausal, T>(s, p, st);
-    default: return launch_flash_fwd<128, kCausal, T>(s, p, st);
-  }
+  if (fwd_warps() == 8) flash_fwd_w<8, kCausal, T>(s, p, st);
+  else flash_fwd_w<4, kCausal, T>(s, p, st);
 }
 template <bool kCausal, class T>
 void flash_bwd(const AttnShape& s, const Params& p, cudaStream_t st) {

@@ -8,6 +8,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <stdexcept>
 #include <tuple>
@@ -154,10 +156,18 @@ class CudaBackend final : public Backend {
   }
   void linear_backward(float* dinp, float* dW, float* db, const float* dout, const float* inp, const float* W, int N,
                        int I, int O) override {
-    Timed t(this, "linear_bwd");
-    if (dinp) gemm(false, false, I, N, O, W, I, dout, O, dinp, I, 0.0f, nullptr);  // dinpᵀ[I,N] = W[I,O]·doutᵀ
-    gemm(false, true, I, O, N, inp, I, dout, O, dW, I, 1.0f, nullptr);             // dWᵀ[I,O] += inpᵀ·dout
-    if (db) cuda::column_sum_add(db, dout, N, O, col_scratch_.as<float>(cuda::layernorm_scratch_floats(N, O)), stream_);
+    if (dinp) {
+      Timed t(this, "linear_bwd_dx");
+      gemm(false, false, I, N, O, W, I, dout, O, dinp, I, 0.0f, nullptr);  // dinpᵀ[I,N] = W[I,O]·doutᵀ
+    }
+    {
+      Timed t(this, "linear_bwd_dw");
+      gemm(false, true, I, O, N, inp, I, dout, O, dW, I, 1.0f, nullptr);  // dWᵀ[I,O] += inpᵀ·dout
+    }
+    if (db) {
+      Timed t(this, "linear_bwd_db");
+      cuda::column_sum_add(db, dout, N, O, col_scratch_.as<float>(cuda::layernorm_scratch_floats(N, O)), stream_);
+    }
   }
   void gelu_forward(float* out, const float* inp, size_t n) override {
     Timed t(this, "gelu");
@@ -309,6 +319,11 @@ class CudaBackend final : public Backend {
       cublasLtMatmulPreferenceDestroy(pref);
       if (st == CUBLAS_STATUS_SUCCESS && found > 0) {
         p.algo = res.algo;
+        if (verbose_)
+          std::fprintf(stderr, "cairn cuda: GEMM plan %c%c m %d n %d k %d%s -> compute %s\n", ta ? 'T' : 'N',
+                       tb ? 'T' : 'N', m, n, k, has_bias ? " +bias" : "",
+                       ct == CUBLAS_COMPUTE_32F_FAST_16BF ? "32F_FAST_16BF"
+                       : ct == CUBLAS_COMPUTE_32F_FAST_TF32 ? "32F_FAST_TF32" : "32F");
         return p;
       }
       p.destroy();
@@ -343,6 +358,7 @@ class CudaBackend final : public Backend {
   std::map<GemmKey, GemmPlan> plans_;
   Scratch col_scratch_, attn_scratch_, loss_scratch_, loss_stats_, norm_partials_;
   bool profiling_ = false;
+  const bool verbose_ = std::getenv("CAIRN_CUDA_VERBOSE") != nullptr;  // print each GEMM plan made
   std::vector<std::tuple<std::string, cudaEvent_t, cudaEvent_t>> events_;
 };
 

@@ -82,7 +82,9 @@ TEST(CudaModel, TrainingStepMatchesCpu) {
     EXPECT_LT(e_r, bf16 ? 3e-2 : 1e-2);
     EXPECT_NEAR(got.loss.loss, ref.loss.loss, (bf16 ? 2e-2 : 5e-3) * std::fabs(ref.loss.loss));
     EXPECT_LT(e_g, bf16 ? 5e-2 : 2e-2);
-    EXPECT_LT(e_p, 1e-3);  // Adam normalises the steps: small gradient errors move weights little
+    // Adam's steps are nearly sign(g)·lr where |g| is tiny, so coordinates whose gradient is ~0 can
+    // step either way on either device: the weights agree to a fraction of 5 steps of lr 1e-3.
+    EXPECT_LT(e_p, 5e-3);
     // each tensor's gradient, so a wrong small tensor cannot hide in the total
     ParamTable t(cfg);
     for (const ParamInfo& info : t.tensors()) {
