@@ -19,7 +19,6 @@
 // staged in shared memory. Softmax statistics, accumulators, lse and dQ are fp32 throughout.
 // Exponentials use exp2 with the scale folded in: scale_log2 = log2(e)/√HS.
 // Head sizes up to 128 run on tiles padded to 32, 64 or 128 columns (zero-filled).
-#include <cstdlib>
 #include <type_traits>
 
 #include "kernels/common.cuh"
@@ -29,7 +28,6 @@ namespace cairn::cuda {
 namespace {
 
 constexpr float kLog2e = 1.4426950408889634f;
-constexpr int kDefaultFwdWarps = 4;
 constexpr float kLn2 = 0.6931471805599453f;
 constexpr unsigned kFull = 0xffffffffu;
 
@@ -93,10 +91,11 @@ __device__ __forceinline__ void load_tile(bf16* dst, const T* src, long stride, 
 }
 
 // ------------------------------------------------------------------------------------------------
-// Flash forward. Grid (query tiles, NH, B), kWarps·32 threads; warp w owns query rows q0 + 16w ...
-template <int kHS, int kWarps, bool kCausal, class T>
+// Flash forward. Grid (query tiles, NH, B), kWarps·32 threads; warp w owns 16·kMT query rows from
+// q0 + 16·kMT·w. With kMT = 2 every K/V fragment read from shared memory feeds two MMAs.
+template <int kHS, int kWarps, int kMT, bool kCausal, class T>
 __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(Params p) {
-  constexpr int kBM = 16 * kWarps, kBN = 64, kLD = kHS + 8, kThreads = kWarps * 32;
+  constexpr int kRows = 16 * kMT, kBM = kRows * kWarps, kBN = 64, kLD = kHS + 8, kThreads = kWarps * 32;
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* sQ = reinterpret_cast<bf16*>(smem);  // [kBM][kLD]
   bf16* sK = sQ + kBM * kLD;                 // [2][kBN][kLD]
@@ -121,10 +120,11 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(Params p) {
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int mi = lane / 8, r8 = lane % 8;  // ldmatrix: this lane addresses row r8 of matrix mi
-  float o[kHS / 8][4] = {};
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-  uint32_t qf[kHS / 16][4];
-  const int row0 = q0 + warp * 16 + g;  // this thread's rows: row0, row0 + 8
+  const int wrow = q0 + warp * kRows;      // the warp's first query row
+  float o[kMT][kHS / 8][4] = {};
+  float m[kMT][2], l[kMT][2];
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt) m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
 
   for (int j = 0; j < n_ktiles; ++j) {
     const int buf = j & 1;
@@ -136,72 +136,88 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(Params p) {
     cp_async_commit();
     cp_async_wait<1>();  // everything but the prefetch just issued has landed
     __syncthreads();
-    if (j == 0) {
-#pragma unroll
-      for (int kk = 0; kk < kHS / 16; ++kk) ldmatrix_x4(qf[kk], sQ + (warp * 16 + lane % 16) * kLD + kk * 16 + (lane / 16) * 8);
-    }
     const bf16* sKb = sK + buf * kBN * kLD;
     const bf16* sVb = sV + buf * kBN * kLD;
 
-    // S = Q·Kᵀ for 16 rows × 64 keys
-    float s[kBN / 8][4] = {};
+    // S = Q·Kᵀ for the warp's rows × 64 keys
+    float s[kMT][kBN / 8][4] = {};
 #pragma unroll
     for (int kk = 0; kk < kHS / 16; ++kk) {
+      uint32_t qa[kMT][4];
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt)
+        ldmatrix_x4(qa[mt], sQ + (warp * kRows + mt * 16 + lane % 16) * kLD + kk * 16 + (lane / 16) * 8);
 #pragma unroll
       for (int np = 0; np < kBN / 16; ++np) {
         uint32_t r[4];
         ldmatrix_x4(r, sKb + (np * 16 + (mi >> 1) * 8 + r8) * kLD + kk * 16 + (mi & 1) * 8);
-        mma_bf16(s[2 * np], qf[kk], r[0], r[1]);
-        mma_bf16(s[2 * np + 1], qf[kk], r[2], r[3]);
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) {
+          mma_bf16(s[mt][2 * np], qa[mt], r[0], r[1]);
+          mma_bf16(s[mt][2 * np + 1], qa[mt], r[2], r[3]);
+        }
       }
     }
     // scale into log2 units; mask keys past the end and (causal) after the query
     const int kbase = j * kBN;
-    const bool edge = kbase + kBN > len || (kCausal && kbase + kBN - 1 > q0 + warp * 16);
+    const bool edge = kbase + kBN > len || (kCausal && kbase + kBN - 1 > wrow);
 #pragma unroll
-    for (int nt = 0; nt < kBN / 8; ++nt)
+    for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        float x = s[nt][e] * p.scale_log2;
-        if (edge) {
-          const int key = kbase + nt * 8 + 2 * t + (e & 1), row = row0 + (e >> 1) * 8;
-          if (key >= len || (kCausal && key > row)) x = -INFINITY;
+      for (int nt = 0; nt < kBN / 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          float x = s[mt][nt][e] * p.scale_log2;
+          if (edge) {
+            const int key = kbase + nt * 8 + 2 * t + (e & 1), row = wrow + mt * 16 + g + (e >> 1) * 8;
+            if (key >= len || (kCausal && key > row)) x = -INFINITY;
+          }
+          s[mt][nt][e] = x;
         }
-        s[nt][e] = x;
+    // online softmax for the thread's rows (a row is spread over the 4 threads of a quad)
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < kBN / 8; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * hr], s[mt][nt][2 * hr + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 2));
+        const float m_new = fmaxf(m[mt][hr], mx);
+        const float m_use = m_new == -INFINITY ? 0.0f : m_new;  // a fully masked row stays at zero
+        const float alpha = exp2f(m[mt][hr] - m_use);
+        m[mt][hr] = m_new;
+        l[mt][hr] *= alpha;
+#pragma unroll
+        for (int dt = 0; dt < kHS / 8; ++dt) o[mt][dt][2 * hr] *= alpha, o[mt][dt][2 * hr + 1] *= alpha;
+#pragma unroll
+        for (int nt = 0; nt < kBN / 8; ++nt) {
+          const float p0 = exp2f(s[mt][nt][2 * hr] - m_use), p1 = exp2f(s[mt][nt][2 * hr + 1] - m_use);
+          s[mt][nt][2 * hr] = p0, s[mt][nt][2 * hr + 1] = p1;
+          l[mt][hr] += p0 + p1;
+        }
       }
-    // online softmax for the thread's two rows (a row is spread over the 4 threads of a quad)
-#pragma unroll
-    for (int hr = 0; hr < 2; ++hr) {
-      float mx = -INFINITY;
-#pragma unroll
-      for (int nt = 0; nt < kBN / 8; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * hr], s[nt][2 * hr + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 2));
-      const float m_new = fmaxf(m[hr], mx);
-      const float m_use = m_new == -INFINITY ? 0.0f : m_new;  // a fully masked row stays at zero
-      const float alpha = exp2f(m[hr] - m_use);
-      m[hr] = m_new;
-      l[hr] *= alpha;
-#pragma unroll
-      for (int dt = 0; dt < kHS / 8; ++dt) o[dt][2 * hr] *= alpha, o[dt][2 * hr + 1] *= alpha;
-#pragma unroll
-      for (int nt = 0; nt < kBN / 8; ++nt) {
-        const float p0 = exp2f(s[nt][2 * hr] - m_use), p1 = exp2f(s[nt][2 * hr + 1] - m_use);
-        s[nt][2 * hr] = p0, s[nt][2 * hr + 1] = p1;
-        l[hr] += p0 + p1;
-      }
-    }
     // O += P·V: the accumulator layout of S is the A-operand layout of P
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk) {
-      const uint32_t a[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                             pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      uint32_t a[kMT][4];
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) {
+        a[mt][0] = pack_bf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+        a[mt][1] = pack_bf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+        a[mt][2] = pack_bf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+        a[mt][3] = pack_bf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+      }
 #pragma unroll
       for (int dp = 0; dp < kHS / 16; ++dp) {
         uint32_t r[4];
         ldmatrix_x4_trans(r, sVb + (kk * 16 + (mi & 1) * 8 + r8) * kLD + dp * 16 + (mi >> 1) * 8);
-        mma_bf16(o[2 * dp], a, r[0], r[1]);
-        mma_bf16(o[2 * dp + 1], a, r[2], r[3]);
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) {
+          mma_bf16(o[mt][2 * dp], a[mt], r[0], r[1]);
+          mma_bf16(o[mt][2 * dp + 1], a[mt], r[2], r[3]);
+        }
       }
     }
     __syncthreads();  // this buffer is the target of the next iteration's prefetch
@@ -209,20 +225,23 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(Params p) {
 
   T* O = static_cast<T*>(p.o);
 #pragma unroll
-  for (int hr = 0; hr < 2; ++hr) {
-    l[hr] += __shfl_xor_sync(kFull, l[hr], 1);
-    l[hr] += __shfl_xor_sync(kFull, l[hr], 2);
-    const int row = row0 + hr * 8;
-    if (row >= len) continue;
-    const float inv = l[hr] > 0 ? 1.0f / l[hr] : 0.0f;
-    T* orow = O + (seq0 + row) * p.so + h * p.hs;
+  for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-    for (int dt = 0; dt < kHS / 8; ++dt) {
-      const int col = dt * 8 + 2 * t;
-      st2(orow + col, o[dt][2 * hr] * inv, o[dt][2 * hr + 1] * inv, p.hs - col);
+    for (int hr = 0; hr < 2; ++hr) {
+      float L = l[mt][hr];
+      L += __shfl_xor_sync(kFull, L, 1);
+      L += __shfl_xor_sync(kFull, L, 2);
+      const int row = wrow + mt * 16 + g + hr * 8;
+      if (row >= len) continue;
+      const float inv = L > 0 ? 1.0f / L : 0.0f;
+      T* orow = O + (seq0 + row) * p.so + h * p.hs;
+#pragma unroll
+      for (int dt = 0; dt < kHS / 8; ++dt) {
+        const int col = dt * 8 + 2 * t;
+        st2(orow + col, o[mt][dt][2 * hr] * inv, o[mt][dt][2 * hr + 1] * inv, p.hs - col);
+      }
+      if (t == 0) p.lse[size_t(seq0 + row) * p.NH + h] = L > 0 ? (m[mt][hr] + log2f(L)) * kLn2 : -INFINITY;
     }
-    if (t == 0) p.lse[size_t(seq0 + row) * p.NH + h] = l[hr] > 0 ? (m[hr] + log2f(l[hr])) * kLn2 : -INFINITY;
-  }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -253,10 +272,14 @@ __global__ void bwd_write_dq_kernel(Params p, int N) {
   }
 }
 
-// Flash backward. Grid (key tiles, NH, B), 128 threads; warp w owns keys k0 + 16w .. k0 + 16w + 15.
-template <int kHS, int kBMq, bool kCausal, class T>
-__global__ void __launch_bounds__(128) flash_bwd_kernel(Params p) {
-  constexpr int kBN = 64, kLD = kHS + 8, kLDS = kBMq + 8, kThreads = 128;
+// Flash backward. Grid (key tiles of 16·kWarps keys, NH, B), kWarps·32 threads; warp w owns keys
+// k0 + 16w .. k0 + 16w + 15. The dQ product is split over all warps: (16-row tile, column chunk) pairs.
+template <int kHS, int kBMq, int kWarps, bool kCausal, class T>
+__global__ void __launch_bounds__(kWarps * 32) flash_bwd_kernel(Params p) {
+  constexpr int kBN = 16 * kWarps, kLD = kHS + 8, kLDS = kBMq + 8, kThreads = kWarps * 32;
+  constexpr int kChunk = (kHS * (kBMq / 16) / kWarps) < 16 ? 16 : (kHS * (kBMq / 16) / kWarps);  // dQ columns per item
+  constexpr int kChunks = kHS / kChunk, kItems = (kBMq / 16) * kChunks;
+  static_assert(kChunk % 16 == 0 && kHS % kChunk == 0, "dQ column chunks are whole 16-column MMA tiles");
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* sK = reinterpret_cast<bf16*>(smem);  // [kBN][kLD]
   bf16* sV = sK + kBN * kLD;                 // [kBN][kLD]
@@ -360,17 +383,19 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(Params p) {
       *reinterpret_cast<uint32_t*>(sdS + (warp * 16 + g + 8) * kLDS + nt * 8 + 2 * t) = pack_bf16(dpT[nt][2], dpT[nt][3]);
     }
     __syncthreads();
-    // dQ (kBMq × HS) += scale·dS·K: warp w takes query rows 16w.. (A = dS read transposed from dSᵀ)
-    for (int mt = warp; mt < kBMq / 16; mt += kThreads / 32) {
-      float acc[kHS / 8][4] = {};
+    // dQ (kBMq × HS) += scale·dS·K over this block's keys: item = (16-row tile mt, column chunk nc)
+    // (A = dS read transposed out of dSᵀ; B = K read transposed out of [key][col])
+    for (int item = warp; item < kItems; item += kWarps) {
+      const int mt = item / kChunks, c0 = (item % kChunks) * kChunk;
+      float acc[kChunk / 8][4] = {};
 #pragma unroll
       for (int kk = 0; kk < kBN / 16; ++kk) {
         uint32_t a[4];
         ldmatrix_x4_trans(a, sdS + (kk * 16 + (mi >> 1) * 8 + r8) * kLDS + mt * 16 + (mi & 1) * 8);
 #pragma unroll
-        for (int dp = 0; dp < kHS / 16; ++dp) {
+        for (int dp = 0; dp < kChunk / 16; ++dp) {
           uint32_t r[4];
-          ldmatrix_x4_trans(r, sK + (kk * 16 + (mi & 1) * 8 + r8) * kLD + dp * 16 + (mi >> 1) * 8);
+          ldmatrix_x4_trans(r, sK + (kk * 16 + (mi & 1) * 8 + r8) * kLD + c0 + dp * 16 + (mi >> 1) * 8);
           mma_bf16(acc[2 * dp], a, r[0], r[1]);
           mma_bf16(acc[2 * dp + 1], a, r[2], r[3]);
         }
@@ -381,8 +406,8 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(Params p) {
         if (q >= len) continue;
         float* dst = p.dq_acc + size_t(seq0 + q) * p.NH * p.hs + h * p.hs;
 #pragma unroll
-        for (int dt = 0; dt < kHS / 8; ++dt) {
-          const int col = dt * 8 + 2 * t;
+        for (int dt = 0; dt < kChunk / 8; ++dt) {
+          const int col = c0 + dt * 8 + 2 * t;
           if (col < p.hs) atomicAdd(dst + col, acc[dt][2 * hr] * p.scale);
           if (col + 1 < p.hs) atomicAdd(dst + col + 1, acc[dt][2 * hr + 1] * p.scale);
         }
@@ -610,70 +635,75 @@ bool rows_vectorizable(const AttnShape& s, std::initializer_list<std::pair<const
 
 int padded_hs(int hs) { return hs <= 32 ? 32 : hs <= 64 ? 64 : 128; }
 
-// Query rows per forward block = 16 × warps. CAIRN_ATTN_FWD_WARPS=4|8 overrides the default.
-int fwd_warps() {
-  static const int w = [] {
-    const char* e = std::getenv("CAIRN_ATTN_FWD_WARPS");
-    return e && std::atoi(e) == 4 ? 4 : e && std::atoi(e) == 8 ? 8 : kDefaultFwdWarps;
-  }();
-  return w;
-}
+// The flash variants (AttnKernel): forward block = kWarps × kMT × 16 query rows; backward block =
+// 16 × kWarps keys, query tiles of kBwdBMq rows (32 for head size 128, to fit the registers).
 constexpr int kBwdBMq(int hs) { return hs <= 64 ? 64 : 32; }
+struct Variant {
+  int fwd_warps, fwd_mt, bwd_warps;
+};
+constexpr Variant variant_of(AttnKernel k) { return k == AttnKernel::Flash128 ? Variant{4, 2, 8} : Variant{4, 1, 4}; }
 
-template <int kHS, int kWarps>
+template <int kHS, int kWarps, int kMT>
 size_t fwd_smem() {
-  return size_t(16 * kWarps + 4 * 64) * (kHS + 8) * sizeof(bf16);
+  return size_t(16 * kMT * kWarps + 4 * 64) * (kHS + 8) * sizeof(bf16);
 }
-template <int kHS, int kBMq>
+template <int kHS, int kBMq, int kWarps>
 size_t bwd_smem() {
-  return (size_t(2 * 64 + 4 * kBMq) * (kHS + 8) + size_t(64) * (kBMq + 8)) * sizeof(bf16) + 2 * kBMq * sizeof(float);
+  return (size_t(2 * 16 * kWarps + 4 * kBMq) * (kHS + 8) + size_t(16 * kWarps) * (kBMq + 8)) * sizeof(bf16) +
+         2 * kBMq * sizeof(float);
 }
 
-template <int kHS, int kWarps, bool kCausal, class T>
+template <int kHS, int kWarps, int kMT, bool kCausal, class T>
 void launch_flash_fwd(const AttnShape& s, const Params& p, cudaStream_t st) {
-  auto kernel = flash_fwd_kernel<kHS, kWarps, kCausal, T>;
-  const size_t smem = fwd_smem<kHS, kWarps>();
+  auto kernel = flash_fwd_kernel<kHS, kWarps, kMT, kCausal, T>;
+  const size_t smem = fwd_smem<kHS, kWarps, kMT>();
   static const cudaError_t opt_in =  // once per instantiation (and per process: one device)
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   check(opt_in, "attention forward shared memory");
-  const dim3 grid((s.max_len + 16 * kWarps - 1) / (16 * kWarps), s.NH, s.B);
+  constexpr int kBM = 16 * kMT * kWarps;
+  const dim3 grid((s.max_len + kBM - 1) / kBM, s.NH, s.B);
   kernel<<<grid, 32 * kWarps, smem, st>>>(p);
   CAIRN_CUDA_LAUNCH_CHECK("flash attention forward");
 }
 
-template <int kHS, bool kCausal, class T>
+template <int kHS, int kWarps, bool kCausal, class T>
 void launch_flash_bwd(const AttnShape& s, const Params& p, cudaStream_t st) {
   constexpr int kBMq = kBwdBMq(kHS);
-  auto kernel = flash_bwd_kernel<kHS, kBMq, kCausal, T>;
-  const size_t smem = bwd_smem<kHS, kBMq>();
+  auto kernel = flash_bwd_kernel<kHS, kBMq, kWarps, kCausal, T>;
+  const size_t smem = bwd_smem<kHS, kBMq, kWarps>();
   static const cudaError_t opt_in =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   check(opt_in, "attention backward shared memory");
-  const dim3 grid((s.max_len + 63) / 64, s.NH, s.B);
-  kernel<<<grid, 128, smem, st>>>(p);
+  const dim3 grid((s.max_len + 16 * kWarps - 1) / (16 * kWarps), s.NH, s.B);
+  kernel<<<grid, 32 * kWarps, smem, st>>>(p);
   CAIRN_CUDA_LAUNCH_CHECK("flash attention backward");
 }
 
+template <int kWarps, int kMT, bool kCausal, class T>
+void flash_fwd_v(const AttnShape& s, const Params& p, cudaStream_t st) {
+  switch (padded_hs(s.HS)) {
+    case 32: return launch_flash_fwd<32, kWarps, kMT, kCausal, T>(s, p, st);
+    case 64: return launch_flash_fwd<64, kWarps, kMT, kCausal, T>(s, p, st);
+    default: return launch_flash_fwd<128, kWarps, kMT, kCausal, T>(s, p, st);
+  }
+}
 template <int kWarps, bool kCausal, class T>
-void flash_fwd_w(const AttnShape& s, const Params& p, cudaStream_t st) {
+void flash_bwd_v(const AttnShape& s, const Params& p, cudaStream_t st) {
   switch (padded_hs(s.HS)) {
-    case 32: return launch_flash_fwd<32, kWarps, kCausal, T>(s, p, st);
-    case 64: return launch_flash_fwd<64, kWarps, kCausal, T>(s, p, st);
-    default: return launch_flash_fwd<128, kWarps, kCausal, T>(s, p, st);
+    case 32: return launch_flash_bwd<32, kWarps, kCausal, T>(s, p, st);
+    case 64: return launch_flash_bwd<64, kWarps, kCausal, T>(s, p, st);
+    default: return launch_flash_bwd<128, kWarps, kCausal, T>(s, p, st);
   }
 }
 template <bool kCausal, class T>
-void flash_fwd(const AttnShape& s, const Params& p, cudaStream_t st) {
-  if (fwd_warps() == 8) flash_fwd_w<8, kCausal, T>(s, p, st);
-  else flash_fwd_w<4, kCausal, T>(s, p, st);
+void flash_fwd(AttnKernel k, const AttnShape& s, const Params& p, cudaStream_t st) {
+  if (variant_of(k).fwd_mt == 2) flash_fwd_v<4, 2, kCausal, T>(s, p, st);
+  else flash_fwd_v<4, 1, kCausal, T>(s, p, st);
 }
 template <bool kCausal, class T>
-void flash_bwd(const AttnShape& s, const Params& p, cudaStream_t st) {
-  switch (padded_hs(s.HS)) {
-    case 32: return launch_flash_bwd<32, kCausal, T>(s, p, st);
-    case 64: return launch_flash_bwd<64, kCausal, T>(s, p, st);
-    default: return launch_flash_bwd<128, kCausal, T>(s, p, st);
-  }
+void flash_bwd(AttnKernel k, const AttnShape& s, const Params& p, cudaStream_t st) {
+  if (variant_of(k).bwd_warps == 8) flash_bwd_v<8, kCausal, T>(s, p, st);
+  else flash_bwd_v<4, kCausal, T>(s, p, st);
 }
 
 template <class T>
@@ -690,8 +720,8 @@ void forward_typed(AttnKernel k, const AttnShape& s, const AttnFwd& a, cudaStrea
     else naive_fwd_kernel<false, T><<<grid, 128, 0, st>>>(p);
     return CAIRN_CUDA_LAUNCH_CHECK("naive attention forward");
   }
-  if (s.causal) flash_fwd<true, T>(s, p, st);
-  else flash_fwd<false, T>(s, p, st);
+  if (s.causal) flash_fwd<true, T>(k, s, p, st);
+  else flash_fwd<false, T>(k, s, p, st);
 }
 
 template <class T>
@@ -702,7 +732,7 @@ void backward_typed(AttnKernel k, const AttnShape& s, const AttnBwd& a, cudaStre
   p.lse = const_cast<float*>(a.lse);
   p.dq = a.dq, p.dk = a.dk, p.dv = a.dv, p.sdq = a.stride_dq, p.sdk = a.stride_dk, p.sdv = a.stride_dv;
   p.D = a.workspace;
-  p.dq_acc = k == AttnKernel::Flash ? a.workspace + size_t(s.n_tokens) * s.NH : nullptr;
+  p.dq_acc = k != AttnKernel::Naive ? a.workspace + size_t(s.n_tokens) * s.NH : nullptr;
   p.vec = rows_vectorizable<T>(s, {{a.q, a.stride_q}, {a.k, a.stride_k}, {a.v, a.stride_v}, {a.dout, a.stride_dout}});
   if (std::is_same_v<T, bf16> && !p.vec)
     throw std::invalid_argument("bf16 attention needs 16-byte aligned rows and a head size divisible by 8");
@@ -720,8 +750,8 @@ void backward_typed(AttnKernel k, const AttnShape& s, const AttnBwd& a, cudaStre
     }
     return CAIRN_CUDA_LAUNCH_CHECK("naive attention backward");
   }
-  if (s.causal) flash_bwd<true, T>(s, p, st);
-  else flash_bwd<false, T>(s, p, st);
+  if (s.causal) flash_bwd<true, T>(k, s, p, st);
+  else flash_bwd<false, T>(k, s, p, st);
   const size_t n = size_t(s.n_tokens) * s.NH * s.HS;
   const unsigned blocks = static_cast<unsigned>(std::min<size_t>((n + 255) / 256, 132 * 32));
   bwd_write_dq_kernel<T><<<blocks ? blocks : 1, 256, 0, st>>>(p, s.n_tokens);
@@ -735,7 +765,9 @@ void check_shape(const AttnShape& s) {
 
 }  // namespace
 
-const char* attn_kernel_name(AttnKernel k) { return k == AttnKernel::Naive ? "naive" : "flash"; }
+const char* attn_kernel_name(AttnKernel k) {
+  return k == AttnKernel::Naive ? "naive" : k == AttnKernel::Flash64 ? "flash64" : "flash128";
+}
 
 bool attn_supported(AttnKernel k, AttnDtype t, int HS) {
   if (HS < 1 || HS > kMaxHS) return false;

@@ -59,9 +59,13 @@ void adamw_update(float* p, const float* g, float* m, float* v, size_t n, const 
 // [cu_seqlens[b], cu_seqlens[b+1]). The model passes qkv[N,3C] as q = qkv, k = qkv + C, v = qkv + 2C.
 enum class AttnDtype { F32, BF16 };
 enum class AttnKernel {
-  Naive,  // one thread per query (forward, dQ) or key (dK, dV) row, fp32 throughout: the reference
-  Flash,  // tiled, online softmax, bf16 tensor-core MMA with fp32 accumulation, O(N) extra memory
+  Naive,     // one thread per query (forward, dQ) or key (dK, dV) row, fp32 throughout: the reference
+  Flash64,   // tiled, online softmax, bf16 tensor-core MMA, fp32 accumulation, O(N) extra memory;
+             // 64-row query blocks (16 rows a warp) forward, 64-key blocks backward
+  Flash128,  // the same with 128-row query blocks (32 rows a warp) and 128-key blocks (8 warps)
 };
+constexpr AttnKernel kAttnKernels[] = {AttnKernel::Naive, AttnKernel::Flash64, AttnKernel::Flash128};
+constexpr AttnKernel kAttnBest = AttnKernel::Flash128;  // what the backend runs (see bench/gpu_check.sh)
 const char* attn_kernel_name(AttnKernel k);
 
 struct AttnShape {

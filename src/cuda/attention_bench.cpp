@@ -126,13 +126,14 @@ std::vector<CudaAttnResult> bench_attention_cuda(const CudaAttnCase& c) {
   std::vector<CudaAttnResult> results;
   cudaEvent_t e0, e1, e2;
   cudaEventCreate(&e0), cudaEventCreate(&e1), cudaEventCreate(&e2);
-  for (cuda::AttnKernel kern : {cuda::AttnKernel::Naive, cuda::AttnKernel::Flash}) {
+  for (cuda::AttnKernel kern : cuda::kAttnKernels) {
+    const bool naive = kern == cuda::AttnKernel::Naive;
     CudaAttnResult res;
     res.impl = cuda::attn_kernel_name(kern);
     res.extra_bytes = T * c.heads * 4 + (c.backward ? ws_floats * 4 : 0);
-    if (kern == cuda::AttnKernel::Naive) res.extra_bytes = T * c.heads * 4 * (c.backward ? 2 : 1);
+    if (naive) res.extra_bytes = T * c.heads * 4 * (c.backward ? 2 : 1);
     Outputs o(T * C, T * c.heads, es);
-    if (kern == cuda::AttnKernel::Flash) {  // 2. validate on the same inputs
+    if (!naive) {  // 2. validate on the same inputs
       poison(o);
       run(kern, o, c.backward);
       check(cudaDeviceSynchronize(), "flash attention");
@@ -151,8 +152,8 @@ std::vector<CudaAttnResult> bench_attention_cuda(const CudaAttnCase& c) {
       res.valid = res.valid && res.err_out <= 2e-2 && res.err_dq <= 5e-2 && res.err_dk <= 5e-2 && res.err_dv <= 5e-2;
     }
     // 3. time (the reference only when asked)
-    if (res.valid && (kern == cuda::AttnKernel::Flash || c.time_naive)) {
-      const int warm = kern == cuda::AttnKernel::Flash ? c.warmup : 0, reps = kern == cuda::AttnKernel::Flash ? c.repeats : 1;
+    if (res.valid && (!naive || c.time_naive)) {
+      const int warm = naive ? 0 : c.warmup, reps = naive ? 1 : c.repeats;
       std::vector<float> tf, tb;
       for (int i = 0; i < warm + reps; ++i) {
         cudaEventRecord(e0);

@@ -18,7 +18,7 @@ struct CudaAttnCase {
 };
 
 struct CudaAttnResult {
-  std::string impl;              // "naive" | "flash"
+  std::string impl;              // "naive" | "flash64" | "flash128"
   bool valid = true;             // agrees with the reference within tolerance
   double err_out = 0, err_dq = 0, err_dk = 0, err_dv = 0;  // ‖a − ref‖ / ‖ref‖
   double max_abs_out = 0, max_abs_grad = 0, max_abs_lse = 0;
@@ -26,7 +26,7 @@ struct CudaAttnResult {
   size_t extra_bytes = 0;             // lse (+ backward workspace)
 };
 
-// Runs the case; results for "naive" (the reference, timed only if time_naive) and "flash".
+// Runs the case; results for "naive" (the reference, timed only if time_naive) and each flash variant.
 std::vector<CudaAttnResult> bench_attention_cuda(const CudaAttnCase& c);
 std::string cuda_device_name();
 

@@ -186,7 +186,7 @@ class CudaBackend final : public Backend {
     Timed t(this, "attention");
     const long C = long(NH) * HS;
     cuda::AttnFwd a{qkv, qkv + C, qkv + 2 * C, 3 * C, 3 * C, 3 * C, out, C, lse};
-    cuda::attention_forward(cuda::AttnKernel::Flash, cuda::AttnDtype::F32, shape(s, NH, HS), a, stream_);
+    cuda::attention_forward(cuda::kAttnBest, cuda::AttnDtype::F32, shape(s, NH, HS), a, stream_);
   }
   void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
                           const SeqLayout& s, int NH, int HS) override {
@@ -196,7 +196,7 @@ class CudaBackend final : public Backend {
     cuda::AttnBwd a{qkv, qkv + C, qkv + 2 * C, out, dout, 3 * C, 3 * C, 3 * C, C, C, lse,
                     dqkv, dqkv + C, dqkv + 2 * C, 3 * C, 3 * C, 3 * C,
                     attn_scratch_.as<float>(cuda::attention_bwd_workspace_floats(sh))};
-    cuda::attention_backward(cuda::AttnKernel::Flash, cuda::AttnDtype::F32, sh, a, stream_);
+    cuda::attention_backward(cuda::kAttnBest, cuda::AttnDtype::F32, sh, a, stream_);
   }
   void attention_last_forward(float* out, float* lse, const float* qkv, const SeqLayout& s, int NH, int HS) override {
     Timed t(this, "attention");

@@ -164,10 +164,21 @@ struct Param {
   int HS;
   bool causal;
   float logits;
+  cuda::AttnKernel flash = cuda::AttnKernel::Flash64;
 };
 std::string param_name(const ::testing::TestParamInfo<Param>& i) {
-  return "hs" + std::to_string(i.param.HS) + (i.param.causal ? "_causal" : "_full") + "_logits" +
-         std::to_string(static_cast<int>(i.param.logits));
+  return std::string(cuda::attn_kernel_name(i.param.flash)) + "_hs" + std::to_string(i.param.HS) +
+         (i.param.causal ? "_causal" : "_full") + "_logits" + std::to_string(static_cast<int>(i.param.logits));
+}
+std::vector<Param> all_params() {
+  std::vector<Param> v;
+  for (cuda::AttnKernel k : {cuda::AttnKernel::Flash64, cuda::AttnKernel::Flash128})
+    for (Param p : {Param{24, true, 1}, Param{32, true, 1}, Param{64, true, 1}, Param{128, true, 1},
+                    Param{64, false, 1}, Param{128, false, 1}, Param{64, true, 50}, Param{128, false, 50}}) {
+      p.flash = k;
+      v.push_back(p);
+    }
+  return v;
 }
 const std::vector<int> kLens = {1, 31, 33, 127, 200};
 
@@ -178,6 +189,7 @@ class CudaAttention : public ::testing::TestWithParam<Param> {};
 TEST_P(CudaAttention, NaiveMatchesCpuReference) {
   CAIRN_REQUIRE_GPU();
   const Param pr = GetParam();
+  if (pr.flash != cuda::AttnKernel::Flash64) GTEST_SKIP() << "the reference is checked once per shape";
   const Case c = make_case(kLens, 2, pr.HS, pr.logits, 100 + pr.HS);
   const Result ref = cpu_reference(c, c.qkv, c.dout, pr.causal);
   const Result got = gpu_run_f32(cuda::AttnKernel::Naive, c, pr.causal);
@@ -191,7 +203,7 @@ TEST_P(CudaAttention, FlashMatchesReferenceOnTheSameBf16Inputs) {
   const Param pr = GetParam();
   const Case c = make_case(kLens, 2, pr.HS, pr.logits, 200 + pr.HS);
   const Result ref = cpu_reference(c, rounded(c.qkv), c.dout, pr.causal);
-  const Result got = gpu_run_f32(cuda::AttnKernel::Flash, c, pr.causal);
+  const Result got = gpu_run_f32(pr.flash, c, pr.causal);
   const double e_out = rel_l2(got.out, ref.out), e_d = rel_l2(got.dqkv, ref.dqkv);
   EXPECT_LT(e_out, 1e-2);
   EXPECT_TRUE(lse_close(got.lse, ref.lse));
@@ -214,7 +226,7 @@ TEST_P(CudaAttention, Bf16StorageFlashAgreesWithNaive) {
   const Case c = make_case(kLens, 2, pr.HS, pr.logits, 300 + pr.HS);
   const Result ref = cpu_reference(c, rounded(c.qkv), rounded(c.dout), pr.causal);
   const Result naive = gpu_run_bf16(cuda::AttnKernel::Naive, c, pr.causal);
-  const Result flash = gpu_run_bf16(cuda::AttnKernel::Flash, c, pr.causal);
+  const Result flash = gpu_run_bf16(pr.flash, c, pr.causal);
   // bf16 outputs: the naive kernel's only error is the final rounding to bf16 (2⁻⁹ relative)
   EXPECT_LT(rel_l2(naive.out, ref.out), 4e-3);
   EXPECT_TRUE(lse_close(naive.lse, ref.lse));
@@ -224,11 +236,7 @@ TEST_P(CudaAttention, Bf16StorageFlashAgreesWithNaive) {
   EXPECT_LT(rel_l2(flash.dqkv, ref.dqkv), 3e-2);
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, CudaAttention,
-                         ::testing::Values(Param{24, true, 1}, Param{32, true, 1}, Param{64, true, 1},
-                                           Param{128, true, 1}, Param{64, false, 1}, Param{128, false, 1},
-                                           Param{64, true, 50}, Param{128, false, 50}),
-                         param_name);
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaAttention, ::testing::ValuesIn(all_params()), param_name);
 
 TEST(CudaAttentionLast, MatchesCpuBackend) {
   CAIRN_REQUIRE_GPU();
