@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -130,6 +131,70 @@ TEST(Cli, BadInputExitsThreeNamingFileAndLineAndWritesNothing) {
   // a hostile model directory
   d.write("run2/model.safetensors", std::string("\xff\xff\xff\xff\xff\xff\xff\x7f{}", 10));
   EXPECT_EQ(cairn_run("score --model " + d.file("run2") + " --input " + in + " --output " + d.file("x.jsonl")).code, 3);
+}
+
+}  // namespace cairn
+
+namespace cairn {
+
+// Constitution heads + length head through the CLI: config.json lists the heads and weights (length
+// weight 0), `score` writes every head under "rewards" and their weighted sum (length excluded) as
+// "reward", `eval --json` breaks accuracy down by principle.
+TEST(Cli, ConstitutionHeadsAndLengthHeadEndToEnd) {
+  TempDir d;
+  std::string pairs;
+  std::istringstream toy(toy_pairs(300, 4));
+  int i = 0;
+  for (std::string line; std::getline(toy, line); ++i) {
+    auto j = nlohmann::json::parse(line);
+    if (i % 3 == 1) j["principle"] = "helpful";
+    if (i % 3 == 2) j["principle"] = "harmless";
+    pairs += j.dump() + "\n";
+  }
+  const std::string train = d.write("train.jsonl", pairs);
+  const std::string cons = d.write("constitution.json", R"({"principles": [
+      {"name": "helpful", "text": "Choose the more helpful answer.", "weight": 0.6},
+      {"name": "harmless", "text": "Choose the less harmful answer.", "weight": 0.4}]})");
+  CliResult tr = cairn_run("train --train " + train + " --valid " + train + " --out " + d.file("run") +
+                           " --constitution " + cons + " --length-head --length-lambda 0.5 --vocab-size 400"
+                           " --preset tiny --d-model 32 --n-layers 1 --d-ff 64 --max-seq-len 64 --steps 20"
+                           " --batch-pairs 16 --threads 2");
+  ASSERT_EQ(tr.code, 0) << tr.out;
+  const auto cfg = nlohmann::json::parse(test::slurp(d.file("run/config.json")));
+  EXPECT_EQ(cfg["n_heads_out"], 3);
+  EXPECT_EQ(cfg["head_names"], nlohmann::json({"helpful", "harmless", "length"}));
+  EXPECT_NEAR(cfg["head_weights"][0].get<double>(), 0.6, 1e-6);
+  EXPECT_NEAR(cfg["head_weights"][1].get<double>(), 0.4, 1e-6);
+  EXPECT_EQ(cfg["head_weights"][2].get<double>(), 0.0);
+
+  const std::string in = d.write("in.jsonl", "{\"prompt\": \"Tell me about a poem\", \"response\": \"Thank you.\"}\n"
+                                             "{\"prompt\": \"Tell me about a poem\", \"response\": \"Whatever, go away.\"}\n");
+  CliResult sc = cairn_run("score --model " + d.file("run") + " --input " + in + " --output " + d.file("out.jsonl"));
+  ASSERT_EQ(sc.code, 0) << sc.out;
+  std::ifstream o(d.file("out.jsonl"));
+  int n = 0;
+  for (std::string line; std::getline(o, line); ++n) {
+    const auto j = nlohmann::json::parse(line);
+    ASSERT_TRUE(j.contains("rewards")) << line;
+    for (const char* h : {"helpful", "harmless", "length"}) EXPECT_TRUE(j["rewards"].contains(h)) << line;
+    const double composite = 0.6 * j["rewards"]["helpful"].get<double>() + 0.4 * j["rewards"]["harmless"].get<double>();
+    EXPECT_NEAR(j["reward"].get<double>(), composite, 1e-5) << line;
+  }
+  EXPECT_EQ(n, 2);
+
+  CliResult ev = cairn_run("eval --json --model " + d.file("run") + " --pairs " + train);
+  ASSERT_EQ(ev.code, 0) << ev.out;
+  const auto ej = nlohmann::json::parse(ev.out.substr(ev.out.find('{')));
+  ASSERT_TRUE(ej.contains("by_principle")) << ev.out;
+  EXPECT_TRUE(ej["by_principle"].contains("helpful"));
+  EXPECT_TRUE(ej["by_principle"].contains("harmless"));
+
+  // a bad constitution is a data error naming the file
+  const std::string bad = d.write("bad.json", R"({"principles": [{"name": "a", "weight": -1}]})");
+  CliResult br = cairn_run("train --train " + train + " --valid " + train + " --out " + d.file("run2") +
+                           " --constitution " + bad + " --steps 1 --preset tiny");
+  EXPECT_EQ(br.code, 3) << br.out;
+  EXPECT_NE(br.out.find("bad.json"), std::string::npos) << br.out;
 }
 
 }  // namespace cairn

@@ -91,6 +91,10 @@ int run(int argc, char** argv) {
     throw UsageError("--resume: no checkpoint in " + out);
   if (!resume && fs::exists(fs::path(out) / "optimizer.safetensors"))
     throw UsageError(out + " already holds a run; pass --resume to continue it or choose another --out");
+  if (!resume) {  // a bad constitution fails before any data is read or a tokenizer trained
+    ModelConfig probe;
+    apply_constitution(a, &probe);
+  }
   fs::create_directories(out);
 
   // ---- data and tokenizer ----
