@@ -203,12 +203,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_kernel(Params p) {
     for (int kk = 0; kk < kBN / 16; ++kk) {
       uint32_t a[kMT][4];
 #pragma unroll
-      for (int mt = 0; mt < kMT; ++mt) {
-        a[mt][0] = pack_bf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-        a[mt][1] = pack_bf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-        a[mt][2] = pack_bf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-        a[mt][3] = pack_bf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
-      }
+      for (int mt = 0; mt < kMT; ++mt) acc_to_a(a[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
 #pragma unroll
       for (int dp = 0; dp < kHS / 16; ++dp) {
         uint32_t r[4];
@@ -358,12 +353,9 @@ __global__ void __launch_bounds__(kWarps * 32) flash_bwd_kernel(Params p) {
     // dV += Pᵀ·dO, dK += dSᵀ·Q  (k = queries; B operands transposed out of [query][col] tiles)
 #pragma unroll
     for (int kk = 0; kk < kBMq / 16; ++kk) {
-      const uint32_t ap[4] = {pack_bf16(sT[2 * kk][0], sT[2 * kk][1]), pack_bf16(sT[2 * kk][2], sT[2 * kk][3]),
-                              pack_bf16(sT[2 * kk + 1][0], sT[2 * kk + 1][1]),
-                              pack_bf16(sT[2 * kk + 1][2], sT[2 * kk + 1][3])};
-      const uint32_t as[4] = {pack_bf16(dpT[2 * kk][0], dpT[2 * kk][1]), pack_bf16(dpT[2 * kk][2], dpT[2 * kk][3]),
-                              pack_bf16(dpT[2 * kk + 1][0], dpT[2 * kk + 1][1]),
-                              pack_bf16(dpT[2 * kk + 1][2], dpT[2 * kk + 1][3])};
+      uint32_t ap[4], as[4];
+      acc_to_a(ap, sT[2 * kk], sT[2 * kk + 1]);
+      acc_to_a(as, dpT[2 * kk], dpT[2 * kk + 1]);
 #pragma unroll
       for (int dp = 0; dp < kHS / 16; ++dp) {
         uint32_t r[4];
