@@ -244,6 +244,7 @@ class CudaBackend final : public Backend {
 
  private:
   static constexpr size_t kGemmWorkspace = 32u << 20;
+  static constexpr size_t kMaxPlans = 1024;
 
   static cuda::AttnShape shape(const SeqLayout& s, int NH, int HS) {
     cuda::AttnShape sh;
@@ -277,7 +278,16 @@ class CudaBackend final : public Backend {
     const GemmKey key{ta, tb, m, n, k, lda, ldb, ldc, bias != nullptr, alignment_of(A), alignment_of(B),
                       alignment_of(C), bias ? alignment_of(bias) : 256u};
     auto it = plans_.find(key);
-    if (it == plans_.end()) it = plans_.emplace(key, make_plan(key)).first;
+    if (it == plans_.end()) {
+      // Packed batches of real data have a new token count almost every step, so the cache is
+      // bounded: past kMaxPlans it starts over (descriptors are read by cublasLtMatmul on the host
+      // at call time only, so nothing in flight refers to them).
+      if (plans_.size() >= kMaxPlans) {
+        for (auto& [k, plan] : plans_) plan.destroy();
+        plans_.clear();
+      }
+      it = plans_.emplace(key, make_plan(key)).first;
+    }
     GemmPlan& p = it->second;
     if (bias)
       check_cublas(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)),

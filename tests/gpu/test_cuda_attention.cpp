@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <ostream>
 
 #include "cpu/attention.h"
 #include "gpu/gpu_util.h"
@@ -169,6 +170,9 @@ struct Param {
 std::string param_name(const ::testing::TestParamInfo<Param>& i) {
   return std::string(cuda::attn_kernel_name(i.param.flash)) + "_hs" + std::to_string(i.param.HS) +
          (i.param.causal ? "_causal" : "_full") + "_logits" + std::to_string(static_cast<int>(i.param.logits));
+}
+void PrintTo(const Param& p, std::ostream* os) {
+  *os << cuda::attn_kernel_name(p.flash) << " hs " << p.HS << (p.causal ? " causal" : " full") << " logits ±" << p.logits;
 }
 std::vector<Param> all_params() {
   std::vector<Param> v;
