@@ -206,3 +206,26 @@ TEST(CudaOps, SumOfSquaresAndAdamW) {
 }
 
 }  // namespace cairn
+
+namespace cairn {
+
+// Packed batches change the GEMM shapes every step: the plan cache starts over past its bound, and
+// results stay right across the restart.
+TEST(CudaOps, LinearStaysRightAcrossManyShapes) {
+  CAIRN_REQUIRE_GPU();
+  auto cpu = make_backend("cpu", 2);
+  auto gpu = make_cuda_backend(0, CudaMath::FP32);
+  const int I = 16, O = 24, kMax = 1300;
+  auto x = test::rand_vec(size_t(kMax) * I, 71), W = test::rand_vec(O * I, 72), b = test::rand_vec(O, 73);
+  test::DeviceBuffers g(*gpu);
+  float *gx = g.upload(x), *gW = g.upload(W), *gb = g.upload(b), *gy = g.alloc<float>(size_t(kMax) * O);
+  for (int N = 1; N <= kMax; ++N) {
+    gpu->linear_forward(gy, gx, gW, gb, N, I, O);
+    if (N % 400 != 0 && N != kMax) continue;
+    std::vector<float> y(size_t(N) * O);
+    cpu->linear_forward(y.data(), x.data(), W.data(), b.data(), N, I, O);
+    EXPECT_TRUE(test::all_close(g.download(gy, y.size()), y, 1e-5, 1e-5)) << "N " << N;
+  }
+}
+
+}  // namespace cairn
