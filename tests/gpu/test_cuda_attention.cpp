@@ -104,49 +104,48 @@ Result cpu_reference(const Case& c, const std::vector<float>& qkv, const std::ve
   return r;
 }
 
-// Runs one GPU kernel on the case, fp32 storage (qkv[N,3C] packed as the model stores it).
-Result gpu_run_f32(cuda::AttnKernel k, const Case& c, bool causal) {
-  const int C = c.NH * c.HS, N = c.N();
-  int32_t* cu = dev_upload(c.cu);
-  float *qkv = dev_upload(c.qkv), *dout = dev_upload(c.dout);
-  float* out = dev_upload(std::vector<float>(size_t(N) * C, std::nanf("")));
-  float* lse = dev_upload(std::vector<float>(size_t(N) * c.NH, std::nanf("")));
-  float* dqkv = dev_upload(std::vector<float>(size_t(N) * 3 * C, std::nanf("")));
-  cuda::AttnShape s;
-  s.cu_seqlens = cu, s.B = c.B(), s.NH = c.NH, s.HS = c.HS, s.max_len = c.max_len(), s.n_tokens = N, s.causal = causal;
-  float* ws = dev_upload(std::vector<float>(cuda::attention_bwd_workspace_floats(s), std::nanf("")));
-  cuda::attention_forward(k, cuda::AttnDtype::F32, s, {qkv, qkv + C, qkv + 2 * C, 3 * C, 3 * C, 3 * C, out, C, lse}, 0);
-  cuda::attention_backward(k, cuda::AttnDtype::F32, s,
-                           {qkv, qkv + C, qkv + 2 * C, out, dout, 3 * C, 3 * C, 3 * C, C, C, lse, dqkv, dqkv + C,
-                            dqkv + 2 * C, 3 * C, 3 * C, 3 * C, ws},
-                           0);
-  Result r{dev_download(out, size_t(N) * C), dev_download(lse, size_t(N) * c.NH), dev_download(dqkv, size_t(N) * 3 * C)};
-  for (void* p : {(void*)cu, (void*)qkv, (void*)dout, (void*)out, (void*)lse, (void*)dqkv, (void*)ws}) cudaFree(p);
-  return r;
-}
+// Host values ↔ device storage of one element type: fp32 as is, bf16 as its 16-bit patterns.
+struct F32Storage {
+  using T = float;
+  static constexpr cuda::AttnDtype kDtype = cuda::AttnDtype::F32;
+  static std::vector<float> encode(const std::vector<float>& v) { return v; }
+  static std::vector<float> decode(const std::vector<float>& v) { return v; }
+  static float nan() { return std::nanf(""); }
+};
+struct Bf16Storage {
+  using T = uint16_t;
+  static constexpr cuda::AttnDtype kDtype = cuda::AttnDtype::BF16;
+  static std::vector<uint16_t> encode(const std::vector<float>& v) { return to_bf16_bits(v); }
+  static std::vector<float> decode(const std::vector<uint16_t>& v) { return from_bf16_bits(v); }
+  static uint16_t nan() { return 0xffff; }
+};
 
-// The same with bf16 storage for q, k, v, out, dout and the gradients.
-Result gpu_run_bf16(cuda::AttnKernel k, const Case& c, bool causal) {
+// Runs one GPU kernel on the case: forward then backward, qkv[N,3C] packed as the model stores it,
+// every output pre-filled with NaN.
+template <class S>
+Result gpu_run(cuda::AttnKernel k, const Case& c, bool causal) {
+  using T = typename S::T;
   const int C = c.NH * c.HS, N = c.N();
-  using u16 = uint16_t;
   int32_t* cu = dev_upload(c.cu);
-  u16 *qkv = dev_upload(to_bf16_bits(c.qkv)), *dout = dev_upload(to_bf16_bits(c.dout));
-  u16* out = dev_upload(std::vector<u16>(size_t(N) * C, 0xffff));  // bf16 NaN
+  T *qkv = dev_upload(S::encode(c.qkv)), *dout = dev_upload(S::encode(c.dout));
+  T* out = dev_upload(std::vector<T>(size_t(N) * C, S::nan()));
   float* lse = dev_upload(std::vector<float>(size_t(N) * c.NH, std::nanf("")));
-  u16* dqkv = dev_upload(std::vector<u16>(size_t(N) * 3 * C, 0xffff));
+  T* dqkv = dev_upload(std::vector<T>(size_t(N) * 3 * C, S::nan()));
   cuda::AttnShape s;
   s.cu_seqlens = cu, s.B = c.B(), s.NH = c.NH, s.HS = c.HS, s.max_len = c.max_len(), s.n_tokens = N, s.causal = causal;
   float* ws = dev_upload(std::vector<float>(cuda::attention_bwd_workspace_floats(s), std::nanf("")));
-  cuda::attention_forward(k, cuda::AttnDtype::BF16, s, {qkv, qkv + C, qkv + 2 * C, 3 * C, 3 * C, 3 * C, out, C, lse}, 0);
-  cuda::attention_backward(k, cuda::AttnDtype::BF16, s,
+  cuda::attention_forward(k, S::kDtype, s, {qkv, qkv + C, qkv + 2 * C, 3 * C, 3 * C, 3 * C, out, C, lse}, 0);
+  cuda::attention_backward(k, S::kDtype, s,
                            {qkv, qkv + C, qkv + 2 * C, out, dout, 3 * C, 3 * C, 3 * C, C, C, lse, dqkv, dqkv + C,
                             dqkv + 2 * C, 3 * C, 3 * C, 3 * C, ws},
                            0);
-  Result r{from_bf16_bits(dev_download(out, size_t(N) * C)), dev_download(lse, size_t(N) * c.NH),
-           from_bf16_bits(dev_download(dqkv, size_t(N) * 3 * C))};
+  Result r{S::decode(dev_download(out, size_t(N) * C)), dev_download(lse, size_t(N) * c.NH),
+           S::decode(dev_download(dqkv, size_t(N) * 3 * C))};
   for (void* p : {(void*)cu, (void*)qkv, (void*)dout, (void*)out, (void*)lse, (void*)dqkv, (void*)ws}) cudaFree(p);
   return r;
 }
+Result gpu_run_f32(cuda::AttnKernel k, const Case& c, bool causal) { return gpu_run<F32Storage>(k, c, causal); }
+Result gpu_run_bf16(cuda::AttnKernel k, const Case& c, bool causal) { return gpu_run<Bf16Storage>(k, c, causal); }
 
 ::testing::AssertionResult lse_close(const std::vector<float>& a, const std::vector<float>& ref) {
   for (size_t i = 0; i < a.size(); ++i)
