@@ -2,7 +2,7 @@
 # Trains the two reward models of the closing notes on a GPU from the FULL shared AlpacaEval
 # judgments: a plain one and a length-debiased one (--length-head), concurrently, then evaluates
 # both on the held-out prompts and times `cairn score` on 10k records.
-#   bash scripts/train_full_gpu.sh CAIRN DATA_DIR OUT_DIR [EPOCHS]
+#   [LENGTH_LAMBDA=1.0] bash scripts/train_full_gpu.sh CAIRN DATA_DIR OUT_DIR [EPOCHS]
 # DATA_DIR holds train.pairs.jsonl, valid.pairs.jsonl (from `cairn pairs --from alpaca-eval` on
 # ../shared/data/alpaca-eval-annotations) and tok8k.model (`cairn tokenizer train --vocab-size 8192`).
 set -uo pipefail
@@ -14,7 +14,7 @@ common=(--device cuda --train "$DATA/train.pairs.jsonl" --valid "$DATA/valid.pai
 # SIGINT at the time limit makes cairn save a checkpoint and stop (exit 130); eval then uses it
 timeout -s INT "${TRAIN_LIMIT:-420}" "$CAIRN" train "${common[@]}" --out "$OUT/plain" > "$OUT/plain.log" 2>&1 &
 timeout -s INT "${TRAIN_LIMIT:-420}" "$CAIRN" train "${common[@]}" --out "$OUT/debiased" --length-head \
-  --length-lambda 1.0 > "$OUT/debiased.log" 2>&1 &
+  --length-lambda "${LENGTH_LAMBDA:-1.0}" > "$OUT/debiased.log" 2>&1 &
 wait
 tail -n 3 "$OUT/plain.log" "$OUT/debiased.log"
 for m in plain debiased; do
