@@ -95,7 +95,7 @@ ConvertResult convert_alpaca_eval(const std::string& path) {
     std::string key = ins;
     key += '\x1f' + o1 + '\x1f' + o2;
     auto [it, fresh] = index.emplace(std::move(key), groups.size());
-    if (fresh) groups.push_back({ins, o1, o2});
+    if (fresh) groups.push_back(Group{ins, o1, o2, 0.0, 0, {}});
     Group& g = groups[it->second];
     g.sum_p2 += pref - 1.0;
     ++g.n;
