@@ -631,9 +631,9 @@ int padded_hs(int hs) { return hs <= 32 ? 32 : hs <= 64 ? 64 : 128; }
 // 16 × kWarps keys, query tiles of kBwdBMq rows (32 for head size 128, to fit the registers).
 constexpr int kBwdBMq(int hs) { return hs <= 64 ? 64 : 32; }
 struct Variant {
-  int fwd_warps, fwd_mt, bwd_warps;
+  int fwd_mt, bwd_warps;  // forward: 16-row tiles per warp (4 warps); backward: warps per key block
 };
-constexpr Variant variant_of(AttnKernel k) { return k == AttnKernel::Flash128 ? Variant{4, 2, 8} : Variant{4, 1, 4}; }
+constexpr Variant variant_of(AttnKernel k) { return k == AttnKernel::Flash128 ? Variant{2, 8} : Variant{1, 4}; }
 
 template <int kHS, int kWarps, int kMT>
 size_t fwd_smem() {
@@ -750,8 +750,11 @@ void backward_typed(AttnKernel k, const AttnShape& s, const AttnBwd& a, cudaStre
   CAIRN_CUDA_LAUNCH_CHECK("attention backward dq");
 }
 
+void check_head_size(int HS) {
+  if (HS < 1 || HS > kMaxHS) throw std::invalid_argument("CUDA attention supports head sizes 1..128");
+}
 void check_shape(const AttnShape& s) {
-  if (s.HS < 1 || s.HS > kMaxHS) throw std::invalid_argument("CUDA attention supports head sizes 1..128");
+  check_head_size(s.HS);
   if (s.B < 0 || s.NH < 1 || s.max_len < 0) throw std::invalid_argument("CUDA attention: bad shape");
 }
 
@@ -759,11 +762,6 @@ void check_shape(const AttnShape& s) {
 
 const char* attn_kernel_name(AttnKernel k) {
   return k == AttnKernel::Naive ? "naive" : k == AttnKernel::Flash64 ? "flash64" : "flash128";
-}
-
-bool attn_supported(AttnKernel k, AttnDtype t, int HS) {
-  if (HS < 1 || HS > kMaxHS) return false;
-  return t == AttnDtype::F32 || HS % 8 == 0;
 }
 
 size_t attention_bwd_workspace_floats(const AttnShape& s) {
@@ -786,7 +784,7 @@ void attention_backward(AttnKernel k, AttnDtype t, const AttnShape& s, const Att
 
 void attention_last_forward(float* out, float* lse, const float* qkv, const int32_t* cu_seqlens, int B, int NH,
                             int HS, cudaStream_t s) {
-  if (HS < 1 || HS > kMaxHS) throw std::invalid_argument("CUDA attention supports head sizes 1..128");
+  check_head_size(HS);
   if (B == 0) return;
   last_fwd_kernel<<<dim3(B, NH), 32 * kLastWarps, 0, s>>>(out, lse, qkv, cu_seqlens, NH, HS);
   CAIRN_CUDA_LAUNCH_CHECK("last-query attention forward");
@@ -794,7 +792,7 @@ void attention_last_forward(float* out, float* lse, const float* qkv, const int3
 
 void attention_last_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
                              const int32_t* cu_seqlens, int B, int N, int NH, int HS, cudaStream_t s) {
-  if (HS < 1 || HS > kMaxHS) throw std::invalid_argument("CUDA attention supports head sizes 1..128");
+  check_head_size(HS);
   check(cudaMemsetAsync(dqkv, 0, size_t(N) * 3 * NH * HS * sizeof(float), s), "last-query attention backward");
   if (B == 0) return;
   last_bwd_kernel<<<dim3(B, NH), 32 * kLastWarps, 0, s>>>(dqkv, dout, qkv, out, lse, cu_seqlens, NH, HS);

@@ -88,7 +88,7 @@ struct AttnBwd {
   long stride_dq, stride_dk, stride_dv;
   float* workspace;  // attention_bwd_workspace_floats(shape) floats
 };
-bool attn_supported(AttnKernel k, AttnDtype t, int HS);  // Flash: HS ≤ 128 (bf16: HS % 8 == 0)
+// Head sizes 1..128 (bf16 storage: multiples of 8 with 16-byte aligned rows); others throw.
 size_t attention_bwd_workspace_floats(const AttnShape& s);
 void attention_forward(AttnKernel k, AttnDtype t, const AttnShape& s, const AttnFwd& a, cudaStream_t st);
 void attention_backward(AttnKernel k, AttnDtype t, const AttnShape& s, const AttnBwd& a, cudaStream_t st);
