@@ -1,10 +1,11 @@
-// Bradley–Terry loss on the GPU (SPEC §4), in double precision like the CPU version (P is small):
-//   r_b = rewards[b, head] or, for head −1, the composite Σ_h α_h·rewards[b, h]
+// Bradley–Terry loss on the GPU (docs/model.md#loss), in double precision like the CPU version (P is small):
+//   r_b = side_reward (include/cairn/reward.h): rewards[b, head], or the composite for head −1
 //   Δ = r_c − r_r − margin,  p = label
 //   ℓ = p·softplus(−Δ) + (1−p)·softplus(Δ);   dℓ/dΔ = σ(Δ) − p
 //   L = Σ w·ℓ / Σ w  +  center_coef · mean_pairs (r_c + r_r)²
 // One block: pairs are evaluated in parallel, then one thread adds their terms and gradients in pair
 // order, so the result is deterministic and a sequence shared by several pairs is handled.
+#include "cairn/reward.h"
 #include "kernels/common.cuh"
 #include "kernels/kernels.h"
 
@@ -15,13 +16,6 @@ constexpr int kThreads = 256;
 
 __device__ double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
 __device__ double sigmoid(double x) { return x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x)); }
-
-__device__ double reward_of(const float* rewards, const float* hw, int b, int head, int H) {
-  if (head >= 0) return rewards[size_t(b) * H + head];
-  double r = 0;
-  for (int h = 0; h < H; ++h) r += double(hw[h]) * rewards[size_t(b) * H + h];
-  return r;
-}
 
 // scratch: 4·P doubles (per pair: loss term, centre term, dℓ/dr_c, dℓ/dr_r)
 __global__ void bt_loss_kernel(float* drewards, double* stats, double* scratch, const float* rewards,
@@ -53,7 +47,7 @@ __global__ void bt_loss_kernel(float* drewards, double* stats, double* scratch, 
   for (int k = tid; k < B * H; k += kThreads) drewards[k] = 0.0f;
   for (int i = tid; i < P; i += kThreads) {
     const PairTarget q = pairs[i];
-    const double rc = reward_of(rewards, hw, q.chosen, q.head, H), rr = reward_of(rewards, hw, q.rejected, q.head, H);
+    const double rc = side_reward(rewards, q.chosen, q.head, H, hw), rr = side_reward(rewards, q.rejected, q.head, H, hw);
     const double d = rc - rr - q.margin, p = q.label, wi = q.weight / wsum;
     const double g = wi * (sigmoid(d) - p);
     double gc = g, gr = -g, centre = 0;
@@ -87,7 +81,7 @@ __global__ void bt_loss_kernel(float* drewards, double* stats, double* scratch, 
     }
     if (q.label != 0.5f) {
       ++decided;
-      const double rc = reward_of(rewards, hw, q.chosen, q.head, H), rr = reward_of(rewards, hw, q.rejected, q.head, H);
+      const double rc = side_reward(rewards, q.chosen, q.head, H, hw), rr = side_reward(rewards, q.rejected, q.head, H, hw);
       if (q.label > 0.5f ? rc > rr : rc < rr) ++correct;
     }
   }

@@ -1,7 +1,7 @@
-"""The cairn reward model (SPEC §4) in PyTorch: the one Python definition, used by
+"""The cairn reward model (docs/model.md#architecture) in PyTorch: the one Python definition, used by
 scripts/load_pytorch.py (interoperability) and bench/compare_torch.py (speed comparison).
 
-Parameter names and shapes are exactly those of model.safetensors (SPEC §5), so a run directory
+Parameter names and shapes are exactly those of model.safetensors (docs/run-directory.md#model-weights), so a run directory
 loads with load_state_dict(strict=True).
 """
 import json

@@ -5,7 +5,7 @@
     /usr/bin/python3 scripts/load_pytorch.py RUN_DIR --tokens ids.jsonl      # {"ids": [...]} already encoded
 
 Prints one JSON object per record: {"reward": composite, "rewards": {head: value}}. The model is
-scripts/cairn_torch.py (SPEC §4); weights load with load_state_dict(strict=True), so every name and
+scripts/cairn_torch.py (docs/model.md#architecture); weights load with load_state_dict(strict=True), so every name and
 shape of model.safetensors is checked. Texts are rendered and encoded exactly as cairn does:
 [BOS] + ids + [EOS], left-truncated to max_seq_len.
 """
@@ -21,7 +21,7 @@ from cairn_torch import load_run, pad_batch  # noqa: E402
 
 
 def render(rec):
-    """SPEC §3 rendering of a scoring record."""
+    """docs/formats.md#rendering of a scoring record."""
     def msgs(m):
         names = {"user": "Human", "human": "Human", "assistant": "Assistant", "system": "System"}
         return "".join(f"\n\n{names[x['role']]}: {x['content']}" for x in m)

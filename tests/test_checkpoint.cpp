@@ -1,4 +1,4 @@
-// safetensors and run-directory I/O: bit-exact round trips, the header checked against SPEC §5 by an
+// safetensors and run-directory I/O: bit-exact round trips, the header checked against docs/run-directory.md#safetensors-format by an
 // independent parse, hostile files rejected with DataError (never a crash), and atomic writes.
 #include <gtest/gtest.h>
 

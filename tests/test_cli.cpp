@@ -71,7 +71,7 @@ TEST(Cli, TrainEvalScoreResumeEndToEnd) {
   ASSERT_EQ(tr.code, 0) << tr.out;
   for (const char* f : {"config.json", "model.safetensors", "tokenizer.model", "trainer_state.json", "optimizer.safetensors", "metrics.jsonl"})
     EXPECT_TRUE(std::filesystem::exists(d.file("run/") + f)) << f;
-  // metrics.jsonl: one JSON object per logged step with the SPEC fields
+  // metrics.jsonl: one JSON object per logged step with the fields of docs/run-directory.md#metrics-log
   std::ifstream m(d.file("run/metrics.jsonl"));
   std::string line, last;
   int lines = 0;
@@ -182,10 +182,20 @@ TEST(Cli, ConstitutionHeadsAndLengthHeadEndToEnd) {
   }
   EXPECT_EQ(n, 2);
 
-  CliResult ev = cairn_run("eval --json --model " + d.file("run") + " --pairs " + train);
+  CliResult ev = cairn_run("eval --json --threads 2 --model " + d.file("run") + " --pairs " + train);
   ASSERT_EQ(ev.code, 0) << ev.out;
   const auto ej = nlohmann::json::parse(ev.out.substr(ev.out.find('{')));
   ASSERT_TRUE(ej.contains("by_principle")) << ev.out;
+  // The last validation during training ran on the final weights with the same pairs, batch size and
+  // threads: it reports what `cairn eval` reports (the scoring composite, length head at weight 0).
+  std::ifstream m(d.file("run/metrics.jsonl"));
+  std::string last;
+  for (std::string line; std::getline(m, line);) last = line;
+  const auto lj = nlohmann::json::parse(last);
+  ASSERT_TRUE(lj.contains("valid_loss")) << last;
+  EXPECT_NEAR(lj["valid_loss"].get<double>(), ej["bt_loss"].get<double>(), 1e-9);
+  EXPECT_NEAR(lj["valid_acc"].get<double>(), ej["accuracy"].get<double>(), 1e-12);
+  EXPECT_EQ(lj["valid_pairs"], ej["pairs"]);
   EXPECT_TRUE(ej["by_principle"].contains("helpful"));
   EXPECT_TRUE(ej["by_principle"].contains("harmless"));
 

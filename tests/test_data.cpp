@@ -1,4 +1,4 @@
-// Pair parsing and rendering (SPEC §3), streaming reads of plain and gzip files, and the errors bad
+// Pair parsing and rendering (docs/formats.md#pairs, docs/formats.md#rendering), streaming reads of plain and gzip files, and the errors bad
 // input must produce (file:line, the field, never a crash).
 #include <gtest/gtest.h>
 

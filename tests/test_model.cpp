@@ -160,7 +160,7 @@ TEST(Model, LengthDebiasedObjectiveGradientMatchesFiniteDifferences) {
   std::vector<float> lengths = {40, 310, 120, 95, 15, 220};
   const float center = 0.05f, lambda = 0.7f;
   BTObjective obj(m, center);
-  obj.set_length_debias(2, lambda);
+  obj.set_length_lambda(lambda);
   m.zero_grads();
   obj.forward_backward(make_batch(seqs), pairs, nullptr, &lengths);
   std::vector<float> g(m.num_params());

@@ -130,7 +130,7 @@ TEST(Ops, GatherScatterRows) {
   EXPECT_EQ(acc[1 * C], 1.0f);
 }
 
-// Double-precision Bradley–Terry loss written directly from SPEC §4, for the loss tests.
+// Double-precision Bradley–Terry loss written directly from docs/model.md#loss, for the loss tests.
 static double ref_bt(const ref::Vec& r, const std::vector<PairTarget>& pairs, int H, const std::vector<float>& alpha,
                      double center) {
   auto rew = [&](int b, int head) {

@@ -61,7 +61,7 @@ class Backend {
   virtual void synchronize() {}
 
   // Optional per-op timing (milliseconds, summed since enabled); backends may leave it empty.
-  virtual void set_profiling(bool on) {}
+  virtual void set_profiling(bool /*on*/) {}
   virtual std::vector<std::pair<std::string, double>> op_profile() const { return {}; }
 
   // ---- forward / backward pairs ----
@@ -107,7 +107,7 @@ class Backend {
   virtual void scatter_add_rows(float* dinp, const float* dout, const int32_t* rows, int R, int C) = 0;
 
   // ---- loss ----
-  // rewards[B,H] → drewards[B,H] (assigned) for the mean loss over pairs (SPEC §4).
+  // rewards[B,H] → drewards[B,H] (assigned) for the mean loss over pairs (docs/model.md#loss).
   // pairs lives on the device; head_weights[H] on the device. Stats return to the host.
   virtual LossStats bt_loss(float* drewards, const float* rewards, const PairTarget* pairs, int P, int H,
                             const float* head_weights, float center_coef) = 0;
@@ -118,8 +118,18 @@ class Backend {
   virtual void adamw_update(float* p, const float* g, float* m, float* v, size_t n, const AdamWHyper& h) = 0;
 };
 
-// "cpu" or "cuda". threads ≤ 0: all cores. Throws std::runtime_error when the device is unavailable.
+// What make_backend builds. Every setting is passed here; no backend reads the environment.
+struct BackendOptions {
+  std::string device = "cpu";      // "cpu" | "cuda"
+  int threads = 0;                 // cpu: OpenMP threads of this backend's ops (≤ 0: all cores)
+  std::string cuda_math = "bf16";  // cuda: GEMM precision, "bf16" | "tf32" | "fp32" (attention is bf16 MMA)
+  bool verbose = false;            // cuda: print each cuBLASLt plan as it is made
+};
+
+// Throws std::invalid_argument on an unknown device or math mode, std::runtime_error when the device
+// is unavailable (no GPU, or a build without the CUDA backend).
+std::unique_ptr<Backend> make_backend(const BackendOptions& options);
 std::unique_ptr<Backend> make_backend(const std::string& device, int threads = 0);
-bool cuda_available();
+bool cuda_available();  // a CUDA backend was built and a device is present
 
 }  // namespace cairn

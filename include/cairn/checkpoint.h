@@ -1,4 +1,4 @@
-// safetensors and the run directory (SPEC §5).
+// safetensors and the run directory (docs/run-directory.md#safetensors-format, docs/run-directory.md#commit-protocol).
 //
 // Commit protocol. A checkpoint is committed by ONE atomic rename: optimizer.safetensors holds the
 // parameters, both Adam moments and the trainer state (in its __metadata__), so it is always a

@@ -1,4 +1,4 @@
-// Model hyper-parameters and presets (SPEC §2, §4). Plain data; no Eigen or CUDA types.
+// Model hyper-parameters and presets (docs/model.md#presets, docs/model.md#architecture). Plain data; no Eigen or CUDA types.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -21,6 +21,8 @@ struct ModelConfig {
   int eos_id = 2;
 
   int head_size() const { return d_model / n_heads; }
+  // Index of the length-debiasing head (named "length", scoring weight 0), or −1 (docs/model.md#length-debiasing).
+  int length_head() const;
   // Throws std::invalid_argument naming the offending field.
   void validate() const;
 };

@@ -1,7 +1,7 @@
-// Preference data: streaming JSONL (plain or gzip), the pair shapes of SPEC §3 and their rendering to
+// Preference data: streaming JSONL (plain or gzip), the pair shapes of docs/formats.md#pairs and their rendering to
 // text, and scoring records. Every data error is a DataError naming file and line.
 //
-// Rendering (SPEC §3):
+// Rendering (docs/formats.md#rendering):
 //   messages  → concatenation of "\n\nHuman: " + content (role user), "\n\nAssistant: " + content
 //               (role assistant), "\n\nSystem: " + content (role system);
 //   explicit text prompt → used raw when it starts with "\n\nHuman:" (text = prompt + response),
@@ -55,7 +55,7 @@ struct ReadStats {
   long lines = 0, pairs = 0, skipped = 0, blank = 0;
 };
 
-// Parses one pair record (SPEC §3). file/line name the place for errors.
+// Parses one pair record (docs/formats.md#pairs). file/line name the place for errors.
 Pair parse_pair(const nlohmann::json& j, const std::string& file, long line);
 // Reads every pair of a file. skip_bad: malformed lines are counted (first 5 reported on stderr)
 // instead of throwing.

@@ -1,4 +1,4 @@
-// Error types that map to the exit codes of SPEC §2: DataError → 3, UsageError → 2, anything else → 1.
+// Error types that map to the exit codes of docs/cli.md#exit-codes: DataError → 3, UsageError → 2, anything else → 1.
 #pragma once
 #include <stdexcept>
 #include <string>

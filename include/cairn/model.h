@@ -1,4 +1,4 @@
-// The reward model of SPEC §4, written once over the Backend interface.
+// The reward model of docs/model.md#architecture, written once over the Backend interface.
 //   x = tok_emb[ids] + pos_emb[pos]; L pre-LN blocks; reward = LN_f(x[eos]) · headᵀ + b.
 // Sequences are packed (no padding): a batch of B sequences holds N tokens in total.
 #pragma once
@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cairn/backend.h"
+#include "cairn/buffer.h"
 #include "cairn/config.h"
 #include "cairn/params.h"
 
@@ -27,7 +28,7 @@ struct TokenBatch {
 class Model {
  public:
   Model(const ModelConfig& cfg, Backend& backend);
-  ~Model();
+  ~Model();  // out of line: Acts is defined in model.cpp
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
@@ -37,8 +38,8 @@ class Model {
   size_t num_params() const { return table_.total(); }
 
   // Parameters / gradients as one flat device buffer laid out by table().
-  float* params() { return params_; }
-  float* grads() { return grads_; }
+  float* params() { return params_.data(); }
+  float* grads() { return grads_.data(); }
   void init(uint64_t seed);
   void set_params(const float* host);  // copies table().total() floats from the host
   void get_params(float* host) const;
@@ -62,8 +63,7 @@ class Model {
   ModelConfig cfg_;
   Backend& be_;
   ParamTable table_;
-  float* params_ = nullptr;
-  float* grads_ = nullptr;
+  DeviceArray<float> params_, grads_;  // (table().total()) each
   std::unique_ptr<Acts> acts_;
   struct {
     int N = 0, B = 0;

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstddef>
 
+#include "cairn/buffer.h"
 #include "cairn/model.h"
 
 namespace cairn {
@@ -22,7 +23,6 @@ float lr_at(const OptimConfig& cfg, int step);
 class AdamW {
  public:
   AdamW(Model& model, const OptimConfig& cfg);
-  ~AdamW();
   AdamW(const AdamW&) = delete;
   AdamW& operator=(const AdamW&) = delete;
 
@@ -33,14 +33,13 @@ class AdamW {
   float last_lr() const { return last_lr_; }
   const OptimConfig& config() const { return cfg_; }
   // Moments as flat device buffers laid out like the parameters (for checkpointing).
-  float* m() { return m_; }
-  float* v() { return v_; }
+  float* m() { return m_.data(); }
+  float* v() { return v_.data(); }
 
  private:
   Model& model_;
   OptimConfig cfg_;
-  float* m_ = nullptr;
-  float* v_ = nullptr;
+  DeviceArray<float> m_, v_;  // (num_params) each
   int step_ = 0;
   float last_lr_ = 0;
 };

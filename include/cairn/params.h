@@ -1,4 +1,4 @@
-// The parameter table: every tensor of the model (SPEC §5 names and shapes) at an offset of ONE flat
+// The parameter table: every tensor of the model (names and shapes: docs/run-directory.md#model-weights) at an offset of ONE flat
 // buffer. Parameters, gradients and both Adam moments use the same table, so zeroing, AdamW,
 // clipping, checkpointing and all-reduce are each one loop over one buffer.
 #pragma once
@@ -13,7 +13,7 @@ namespace cairn {
 enum class InitKind { Normal, NormalResidual, Zeros, Ones };
 
 struct ParamInfo {
-  std::string name;            // SPEC §5 name, e.g. "blocks.0.attn.qkv.weight"
+  std::string name;            // docs/run-directory.md#model-weights name, e.g. "blocks.0.attn.qkv.weight"
   std::vector<int64_t> shape;  // PyTorch layout ([out, in] for linear weights)
   size_t offset = 0;           // in floats, into the flat buffer
   size_t numel = 0;

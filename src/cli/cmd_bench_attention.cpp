@@ -11,21 +11,17 @@
 #include <map>
 #include <sstream>
 
-#include <omp.h>
-
 #include <cxxopts.hpp>
 #include <nlohmann/json.hpp>
 
 #include "cairn/errors.h"
 #include "cli/command.h"
+#include "bench/probes/probes.h"
+#include "cairn/backend.h"
 #include "cpu/attention.h"
-#include "cpu/sgemm_probe.h"
+#include "util/threads.h"
 #include "util/rng.h"
 #include "util/timing.h"
-#ifdef CAIRN_HAVE_CUDA
-#include "cuda/attention_bench.h"
-#include "cuda/backend_cuda.h"
-#endif
 
 namespace cairn::cli {
 namespace {
@@ -179,11 +175,7 @@ int scale_demo(bool as_json) {
 // --tokens T keeps B·N = T across the sweep (batch = T / N), --model-dim D sets heads = D / d, as
 // FlashAttention's own benchmarks do.
 int run_cuda(const cxxopts::ParseResult& a, bool as_json) {
-#ifndef CAIRN_HAVE_CUDA
-  (void)a, (void)as_json;
-  throw std::runtime_error("--device cuda: this cairn was built without the CUDA backend (no nvcc at build time)");
-#else
-  if (!cuda_available()) throw std::runtime_error("--device cuda: no CUDA device found");
+  make_backend("cuda");  // says plainly why not: no CUDA backend built, or no device
   const std::string dtype = a["dtype"].as<std::string>();
   if (dtype != "bf16" && dtype != "fp32") throw UsageError("--dtype must be bf16 or fp32");
   const bool causal = a["causal"].as<bool>(), backward = a.count("backward") > 0;
@@ -245,7 +237,6 @@ int run_cuda(const cxxopts::ParseResult& a, bool as_json) {
   if (as_json) std::cout << j.dump() << "\n";
   if (!all_ok) std::fprintf(stderr, "error: an implementation disagrees with the reference (see err columns)\n");
   return all_ok ? 0 : 1;
-#endif
 }
 
 int run(int argc, char** argv) {
@@ -283,7 +274,7 @@ int run(int argc, char** argv) {
   const std::string device = a["device"].as<std::string>();
   if (device == "cuda") return run_cuda(a, as_json);
   if (device != "cpu") throw UsageError("--device must be cpu or cuda");
-  if (a["threads"].as<int>() > 0) omp_set_num_threads(a["threads"].as<int>());
+  ThreadScope threads(a["threads"].as<int>());
   const int B = a["batch"].as<int>(), H = a["heads"].as<int>(), reps = a["repeats"].as<int>(), warm = a["warmup"].as<int>();
   if (B < 1 || H < 1 || reps < 1 || warm < 0) throw UsageError("--batch, --heads, --repeats must be ≥ 1");
   const bool causal = a["causal"].as<bool>(), backward = a.count("backward") > 0;
@@ -297,7 +288,7 @@ int run(int argc, char** argv) {
         throw UsageError(e.what());
       }
   }
-  const double sgemm = a.count("no-sgemm") ? 0.0 : cpu::measure_sgemm_gflops();
+  const double sgemm = a.count("no-sgemm") ? 0.0 : cpu_sgemm_gflops(a["threads"].as<int>());
   nlohmann::json rows = nlohmann::json::array();
   bool all_ok = true;
   if (!as_json)

@@ -1,4 +1,4 @@
-// `cairn bench train`: training-step throughput on synthetic token batches (SPEC §2). Reports
+// `cairn bench train`: training-step throughput on synthetic token batches (docs/cli.md#bench-train). Reports
 // tokens/s (no padding exists: sequences are packed), median ms/step, achieved GFLOP/s (convention
 // in include/cairn/flops.h), the machine's SGEMM GFLOP/s measured in the same run, peak RSS, and
 // where the time goes (per-op profile from one extra profiled pass).
@@ -13,12 +13,10 @@
 #include "cairn/flops.h"
 #include "cairn/objective.h"
 #include "cli/command.h"
-#include "cpu/sgemm_probe.h"
+#include "bench/probes/probes.h"
+#include "cli/common.h"
 #include "util/rng.h"
 #include "util/timing.h"
-#ifdef CAIRN_HAVE_CUDA
-#include "cuda/backend_cuda.h"
-#endif
 
 namespace cairn::cli {
 namespace {
@@ -34,12 +32,11 @@ int run(int argc, char** argv) {
     ("vocab-size", "vocabulary size", cxxopts::value<int>()->default_value("8192"))
     ("steps", "timed steps", cxxopts::value<int>()->default_value("10"))
     ("warmup", "untimed warm-up steps", cxxopts::value<int>()->default_value("2"))
-    ("threads", "CPU threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
-    ("device", "cpu|cuda", cxxopts::value<std::string>()->default_value("cpu"))
     ("seed", "random seed", cxxopts::value<uint64_t>()->default_value("1"))
     ("no-sgemm", "skip the SGEMM ceiling probe")
     ("json", "print one JSON object instead of the table")
     ("h,help", "show this help");
+  add_backend_options(o);
   auto a = o.parse(argc, argv);
   if (a.count("help")) {
     std::cout << o.help() << "\nFLOPs: executed work, and the 6N convention (6·linear-layer parameters per token + causal\n"
@@ -61,7 +58,7 @@ int run(int argc, char** argv) {
   if (P < 1 || steps < 1 || warmup < 0 || T < 2) throw UsageError("--batch-pairs, --steps, --seq-len must be positive");
   if (lengths != "fixed" && lengths != "uniform") throw UsageError("--lengths must be fixed or uniform");
 
-  auto be = make_backend(a["device"].as<std::string>(), a["threads"].as<int>());
+  auto be = make_backend(backend_options(a));
   Model model(cfg, *be);
   model.init(a["seed"].as<uint64_t>());
   OptimConfig oc;
@@ -103,11 +100,9 @@ int run(int argc, char** argv) {
   const double flops = executed_step_flops(cfg, lens), gflops = flops / med / 1e9;
   const double model_flops = model_step_flops(cfg, lens);
   const bool cpu = a["device"].as<std::string>() == "cpu";
-  const double sgemm = (cpu && !a.count("no-sgemm")) ? cpu::measure_sgemm_gflops() : 0.0;
-  double gpu_peak = 0;  // TFLOP/s of a dense bf16 cuBLAS GEMM on this device, measured here
-#ifdef CAIRN_HAVE_CUDA
-  if (!cpu && !a.count("no-sgemm")) gpu_peak = cuda_bf16_gemm_tflops();
-#endif
+  const double sgemm = (cpu && !a.count("no-sgemm")) ? cpu_sgemm_gflops(a["threads"].as<int>()) : 0.0;
+  // TFLOP/s of a dense bf16 cuBLAS GEMM on this device, measured here
+  const double gpu_peak = (!cpu && !a.count("no-sgemm")) ? cuda_bf16_gemm_tflops() : 0.0;
   double prof_total = 0;
   for (auto& [k, v] : profile) prof_total += v;
 

@@ -26,10 +26,9 @@ int run(int argc, char** argv) {
     ("pairs", "pairs JSONL (.gz ok)", cxxopts::value<std::string>())
     ("batch-pairs", "pairs per forward pass", cxxopts::value<int>()->default_value("32"))
     ("skip-bad", "skip malformed lines (counted) instead of stopping with exit 3")
-    ("device", "cpu|cuda", cxxopts::value<std::string>()->default_value("cpu"))
-    ("threads", "CPU threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
     ("json", "print one JSON object")
     ("h,help", "show this help");
+  add_backend_options(o);
   auto a = o.parse(argc, argv);
   if (a.count("help")) {
     std::cout << o.help() << R"(
@@ -40,14 +39,14 @@ Calibration compares sigma(r_chosen - r_rejected) with the labels: ECE over 10 b
     return 0;
   }
   if (!a.count("model") || !a.count("pairs")) throw UsageError("--model and --pairs are required");
-  LoadedRun run = load_run(a["model"].as<std::string>(), a["device"].as<std::string>(), a["threads"].as<int>());
+  LoadedRun run = load_run(a["model"].as<std::string>(), backend_options(a));
   const ModelConfig& cfg = run.model->config();
   ReadStats rs;
   const std::string path = a["pairs"].as<std::string>();
   std::vector<Pair> raw = read_pairs(path, a.count("skip-bad") > 0, &rs);
   if (raw.empty()) throw DataError(path, 0, "no pairs");
   TruncationStats trunc;
-  std::vector<TokenizedPair> pairs = tokenize_pairs(raw, *run.tokenizer, cfg, &trunc);
+  std::vector<TokenizedPair> pairs = tokenize_pairs(raw, *run.tokenizer, cfg, &trunc, a["threads"].as<int>());
   const double t0 = now_seconds();
   BTObjective obj(*run.model);
   PairScores s = score_pairs(obj, cfg, pairs, a["batch-pairs"].as<int>());

@@ -11,7 +11,9 @@
 #include "cairn/data.h"
 #include "cairn/errors.h"
 #include "cairn/io.h"
+#include "cairn/reward.h"
 #include "cli/command.h"
+#include "cli/common.h"
 #include "cli/run_model.h"
 #include "train/progress.h"
 #include "util/timing.h"
@@ -27,9 +29,9 @@ std::string fmt_float(double x) {
 
 // The record with reward fields added. Appends text when the record has no such keys (keeps its
 // bytes exactly); otherwise re-serializes it with the fields replaced.
-std::string with_rewards(const std::string& line, const nlohmann::json& rec, const ModelConfig& cfg, const float* r) {
-  double composite = 0;
-  for (int h = 0; h < cfg.n_heads_out; ++h) composite += cfg.head_weights[h] * r[h];
+std::string with_rewards(const std::string& line, const nlohmann::json& rec, const ModelConfig& cfg,
+                        const std::vector<float>& weights, const float* r) {
+  const double composite = side_reward(r, 0, -1, cfg.n_heads_out, weights.data());
   nlohmann::ordered_json per_head = nlohmann::ordered_json::object();
   if (cfg.n_heads_out > 1)
     for (int h = 0; h < cfg.n_heads_out; ++h) per_head[cfg.head_names[h]] = r[h];
@@ -55,9 +57,8 @@ int run(int argc, char** argv) {
     ("output", "output JSONL (each record + \"reward\")", cxxopts::value<std::string>())
     ("batch-size", "records per forward pass", cxxopts::value<int>()->default_value("64"))
     ("skip-bad", "pass malformed records through unscored (counted) instead of stopping with exit 3")
-    ("device", "cpu|cuda", cxxopts::value<std::string>()->default_value("cpu"))
-    ("threads", "CPU threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
     ("h,help", "show this help");
+  add_backend_options(o);
   auto a = o.parse(argc, argv);
   if (a.count("help")) {
     std::cout << o.help();
@@ -68,8 +69,9 @@ int run(int argc, char** argv) {
   const int bs = a["batch-size"].as<int>();
   if (bs < 1) throw UsageError("--batch-size must be ≥ 1");
   const bool skip_bad = a.count("skip-bad") > 0;
-  LoadedRun run = load_run(a["model"].as<std::string>(), a["device"].as<std::string>(), a["threads"].as<int>());
+  LoadedRun run = load_run(a["model"].as<std::string>(), backend_options(a));
   const ModelConfig& cfg = run.model->config();
+  const std::vector<float> weights = head_weights(cfg, HeadUse::Scoring);
   const std::string in_path = a["input"].as<std::string>();
 
   LineReader in(in_path);
@@ -90,7 +92,7 @@ int run(int argc, char** argv) {
     if (batch.n_seqs() > 0) run.model->forward(batch, rewards, false);
     int k = 0;
     for (const Item& it : items) {
-      if (it.scored) out.write(with_rewards(it.line, it.rec, cfg, rewards.data() + static_cast<size_t>(k++) * cfg.n_heads_out));
+      if (it.scored) out.write(with_rewards(it.line, it.rec, cfg, weights, rewards.data() + static_cast<size_t>(k++) * cfg.n_heads_out));
       else out.write(it.line);
       out.write("\n");
     }

@@ -1,5 +1,5 @@
 // `cairn train`: trains (or resumes) a Bradley–Terry reward model on JSONL preference pairs and
-// writes the run directory of SPEC §5. Flow: read + render pairs → tokenizer (given, resumed, or
+// writes the run directory (docs/run-directory.md). Flow: read + render pairs → tokenizer (given, resumed, or
 // trained into the run dir) → tokenize once (truncation counted) → steps over seeded, length-bucketed
 // epochs → metrics.jsonl every --log-every steps, validation every --eval-every steps, checkpoint
 // every --save-every steps, at the end and on Ctrl-C (which then exits with 130).
@@ -18,16 +18,10 @@
 #include "cairn/data.h"
 #include "cairn/io.h"
 #include "cairn/errors.h"
-#include "cairn/flops.h"
-#include "cairn/objective.h"
 #include "cairn/tokenizer.h"
 #include "cli/command.h"
 #include "cli/common.h"
-#include "train/batching.h"
-#include "train/eval_pairs.h"
-#include "train/metrics.h"
-#include "train/progress.h"
-#include "util/timing.h"
+#include "train/trainer.h"
 
 namespace fs = std::filesystem;
 
@@ -37,12 +31,57 @@ namespace {
 std::atomic<bool> g_stop{false};
 void on_signal(int) { g_stop = true; }
 
+// The run's settings. A flag given on the command line wins; on --resume a flag not given takes the
+// value saved in trainer_state.json; otherwise its default. --steps/--epochs: --steps if given, else
+// --epochs if given, else the saved step count, else one epoch. Cadences are never saved.
+TrainSettings resolve_settings(const cxxopts::ParseResult& a, const std::string& out, bool resume, size_t n_train) {
+  const nlohmann::json saved =
+      resume ? read_trainer_state(out).value("flags", nlohmann::json::object()) : nlohmann::json::object();
+  auto pick = [&](const char* flag, const char* key, auto dflt) {
+    using T = decltype(dflt);
+    if (a.count(flag) || !saved.contains(key)) return a.count(flag) ? a[flag].as<T>() : dflt;
+    return saved[key].get<T>();
+  };
+  TrainSettings ts;
+  ts.out_dir = out;
+  ts.batch_pairs = pick("batch-pairs", "batch_pairs", a["batch-pairs"].as<int>());
+  if (ts.batch_pairs < 1) throw UsageError("--batch-pairs must be ≥ 1");
+  const long steps_per_epoch = (static_cast<long>(n_train) + ts.batch_pairs - 1) / ts.batch_pairs;
+  const int from_epochs = static_cast<int>(std::ceil(a["epochs"].as<double>() * steps_per_epoch));
+  ts.total_steps = a.count("steps")    ? a["steps"].as<int>()
+                   : a.count("epochs") ? from_epochs
+                                       : pick("steps", "total_steps", from_epochs);
+  if (ts.total_steps < 1) throw UsageError("nothing to do: --steps/--epochs give 0 steps");
+  OptimConfig& oc = ts.optim;
+  oc.lr = pick("lr", "lr", a["lr"].as<float>());
+  oc.min_lr_ratio = pick("min-lr-ratio", "min_lr_ratio", a["min-lr-ratio"].as<float>());
+  oc.warmup = pick("warmup", "warmup", std::max(1, ts.total_steps / 20));
+  oc.total_steps = ts.total_steps;
+  oc.weight_decay = pick("weight-decay", "weight_decay", a["weight-decay"].as<float>());
+  oc.clip = pick("clip", "clip", a["clip"].as<float>());
+  ts.center_coef = pick("center-coef", "center_coef", a["center-coef"].as<float>());
+  const float margin = pick("margin", "margin", a["margin"].as<float>());
+  ts.length_lambda = pick("length-lambda", "length_lambda", a["length-lambda"].as<float>());
+  ts.seed = a["seed"].as<uint64_t>();
+  ts.eval_every = a.count("eval-every") ? a["eval-every"].as<int>() : std::max(1, ts.total_steps / 10);
+  ts.save_every = a.count("save-every") ? a["save-every"].as<int>() : ts.eval_every;
+  ts.log_every = std::max(1, a["log-every"].as<int>());
+  ts.eval_batch_pairs = a["eval-batch-pairs"].as<int>();
+  if (ts.eval_every < 1 || ts.save_every < 1 || ts.eval_batch_pairs < 1)
+    throw UsageError("--eval-every, --save-every and --eval-batch-pairs must be ≥ 1");
+  ts.flags = {{"train", a["train"].as<std::string>()}, {"batch_pairs", ts.batch_pairs}, {"total_steps", ts.total_steps},
+              {"lr", oc.lr}, {"min_lr_ratio", oc.min_lr_ratio}, {"warmup", oc.warmup},
+              {"weight_decay", oc.weight_decay}, {"clip", oc.clip}, {"center_coef", ts.center_coef},
+              {"margin", margin}, {"seed", ts.seed}, {"length_lambda", ts.length_lambda}};
+  return ts;
+}
+
 int run(int argc, char** argv) {
   cxxopts::Options o(argv[0], "Train (or resume) a Bradley–Terry reward model on JSONL preference pairs.");
   o.add_options("data")
     ("train", "training pairs (.jsonl or .jsonl.gz)", cxxopts::value<std::string>())
     ("valid", "validation pairs", cxxopts::value<std::string>())
-    ("out", "run directory (created; see SPEC §5)", cxxopts::value<std::string>())
+    ("out", "run directory (created; see docs/run-directory.md)", cxxopts::value<std::string>())
     ("tokenizer", "SentencePiece model; default: the run dir's, else one is trained", cxxopts::value<std::string>())
     ("skip-bad", "skip malformed lines (counted) instead of stopping with exit 3")
     ("constitution", "constitution JSON: one reward head per principle", cxxopts::value<std::string>())
@@ -68,9 +107,8 @@ int run(int argc, char** argv) {
     ("margin", "margin added to every pair's own margin", cxxopts::value<float>()->default_value("0"))
     ("center-coef", "weight of mean((r_c + r_r)^2), keeps rewards centred", cxxopts::value<float>()->default_value("0"))
     ("seed", "seed for init and data order", cxxopts::value<uint64_t>()->default_value("1"));
+  add_backend_options(o);
   o.add_options("run")
-    ("device", "cpu|cuda", cxxopts::value<std::string>()->default_value("cpu"))
-    ("threads", "CPU threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
     ("resume", "continue from the run directory's last checkpoint")
     ("log-every", "steps between metrics.jsonl lines", cxxopts::value<int>()->default_value("10"))
     ("eval-every", "steps between validations (default: 10 per run)", cxxopts::value<int>())
@@ -115,7 +153,6 @@ int run(int argc, char** argv) {
   Tokenizer tok(tok_path);
 
   ModelConfig cfg;
-  nlohmann::json state;
   if (resume) {
     cfg = read_config(out);
   } else {
@@ -128,146 +165,42 @@ int run(int argc, char** argv) {
     }
   }
   TruncationStats trunc;
-  std::vector<TokenizedPair> train = tokenize_pairs(train_raw, tok, cfg, &trunc);
-  std::vector<TokenizedPair> valid = tokenize_pairs(valid_raw, tok, cfg, &trunc);
+  const int threads = a["threads"].as<int>();
+  std::vector<TokenizedPair> train = tokenize_pairs(train_raw, tok, cfg, &trunc, threads);
+  std::vector<TokenizedPair> valid = tokenize_pairs(valid_raw, tok, cfg, &trunc, threads);
   report_data(a["train"].as<std::string>(), train_stats, train.size());
   if (a.count("valid")) report_data(a["valid"].as<std::string>(), valid_stats, valid.size());
   report_truncation(trunc, cfg.max_seq_len);
 
-  // ---- schedule: flags, or on --resume the saved values unless a flag overrides them ----
-  nlohmann::json saved_flags = resume ? read_trainer_state(out).value("flags", nlohmann::json::object()) : nlohmann::json::object();
-  auto pick = [&](const char* flag, const char* key, auto dflt) {
-    using T = decltype(dflt);
-    if (a.count(flag) || !saved_flags.contains(key)) return a.count(flag) ? a[flag].as<T>() : dflt;
-    return saved_flags[key].get<T>();
-  };
-  const int B = pick("batch-pairs", "batch_pairs", a["batch-pairs"].as<int>());
-  if (B < 1) throw UsageError("--batch-pairs must be ≥ 1");
-  const long steps_per_epoch = (static_cast<long>(train.size()) + B - 1) / B;
-  const int from_epochs = static_cast<int>(std::ceil(a["epochs"].as<double>() * steps_per_epoch));
-  const int total = a.count("steps") ? a["steps"].as<int>() : a.count("epochs") ? from_epochs
-                                                                                 : pick("steps", "total_steps", from_epochs);
-  if (total < 1) throw UsageError("nothing to do: --steps/--epochs give 0 steps");
-  OptimConfig oc;
-  oc.lr = pick("lr", "lr", a["lr"].as<float>());
-  oc.min_lr_ratio = pick("min-lr-ratio", "min_lr_ratio", a["min-lr-ratio"].as<float>());
-  oc.warmup = pick("warmup", "warmup", std::max(1, total / 20));
-  oc.total_steps = total;
-  oc.weight_decay = pick("weight-decay", "weight_decay", a["weight-decay"].as<float>());
-  oc.clip = pick("clip", "clip", a["clip"].as<float>());
-  const float center_coef = pick("center-coef", "center_coef", a["center-coef"].as<float>());
-  const float margin = pick("margin", "margin", a["margin"].as<float>());
-  for (auto& p : train) p.margin += margin;
-  const int eval_every = a.count("eval-every") ? a["eval-every"].as<int>() : std::max(1, total / 10);
-  const int save_every = a.count("save-every") ? a["save-every"].as<int>() : eval_every;
-  const int log_every = std::max(1, a["log-every"].as<int>());
+  // ---- settings: flags, or on --resume the saved values unless a flag overrides them ----
+  TrainSettings ts = resolve_settings(a, out, resume, train.size());
+  for (auto& p : train) p.margin += ts.flags["margin"].get<float>();
 
-  // ---- model ----
-  uint64_t seed = a["seed"].as<uint64_t>();
-  auto be = make_backend(a["device"].as<std::string>(), a["threads"].as<int>());
+  // ---- model and trainer ----
+  auto be = make_backend(backend_options(a));
   Model model(cfg, *be);
-  AdamW opt(model, oc);
-  int step = 0, epoch = 0;
-  long pos = 0;  // pairs consumed in the current epoch
-  double best_valid = -1;
+  if (!resume) model.init(a["seed"].as<uint64_t>());
+  Trainer trainer(ts, model, std::move(train), std::move(valid));
   if (resume) {
-    state = load_checkpoint(out, model, opt);
-    step = state.at("step").get<int>();
-    seed = state.value("seed", seed);
-    epoch = state.value("epoch", 0);
-    pos = state.value("epoch_pos", 0L);
-    best_valid = state.value("best_valid_acc", -1.0);
-    std::fprintf(stderr, "resumed %s at step %d/%d\n", out.c_str(), step, total);
-  } else {
-    model.init(seed);
+    trainer.resume();
+    std::fprintf(stderr, "resumed %s at step %d/%d\n", out.c_str(), trainer.progress().step, ts.total_steps);
   }
-  BTObjective obj(model, center_coef);
-  int length_head = -1;
-  for (int h = 0; h < cfg.n_heads_out; ++h)
-    if (cfg.head_names[h] == "length" && cfg.head_weights[h] == 0.0f) length_head = h;
-  const float length_lambda = pick("length-lambda", "length_lambda", a["length-lambda"].as<float>());
-  if (length_head >= 0) obj.set_length_debias(length_head, length_lambda);
-  MetricsLog metrics((fs::path(out) / "metrics.jsonl").string(), resume ? step : -1);
+  const long steps_per_epoch = (static_cast<long>(train_raw.size()) + ts.batch_pairs - 1) / ts.batch_pairs;
   std::fprintf(stderr, "model: %zu parameters (d %d, L %d, heads %d, d_ff %d, seq %d, vocab %d) on %s\n",
                model.num_params(), cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.d_ff, cfg.max_seq_len, cfg.vocab_size,
                be->name().c_str());
-  std::fprintf(stderr, "training: %zu pairs, %d steps of %d pairs (%.2f epochs), lr %g, warmup %d\n", train.size(), total,
-               B, static_cast<double>(total) / steps_per_epoch, oc.lr, oc.warmup);
-
-  nlohmann::json flags = {{"train", a["train"].as<std::string>()}, {"batch_pairs", B}, {"total_steps", total},
-                          {"lr", oc.lr}, {"min_lr_ratio", oc.min_lr_ratio}, {"warmup", oc.warmup},
-                          {"weight_decay", oc.weight_decay}, {"clip", oc.clip}, {"center_coef", center_coef},
-                          {"margin", margin}, {"seed", seed}, {"length_lambda", length_lambda}};
-  auto save = [&](const char* why) {
-    nlohmann::json st = {{"step", step}, {"epoch", epoch}, {"epoch_pos", pos}, {"seed", seed},
-                         {"best_valid_acc", best_valid}, {"flags", flags}, {"saved_because", why}};
-    save_checkpoint(out, model, opt, st);
-  };
-  auto validate = [&](nlohmann::json& rec) {
-    if (valid.empty()) return;
-    PairScores s = score_pairs(obj, cfg, valid, a["eval-batch-pairs"].as<int>());
-    rec["valid_loss"] = s.bt_loss;
-    rec["valid_acc"] = s.accuracy();
-    rec["valid_pairs"] = valid.size();
-    best_valid = std::max(best_valid, s.accuracy());
-  };
+  std::fprintf(stderr, "training: %zu pairs, %d steps of %d pairs (%.2f epochs), lr %g, warmup %d\n", train_raw.size(),
+               ts.total_steps, ts.batch_pairs, static_cast<double>(ts.total_steps) / steps_per_epoch, ts.optim.lr,
+               ts.optim.warmup);
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  std::vector<size_t> order = epoch_order(train.size(), train, seed, epoch, B);
-  TokenBatch batch;
-  std::vector<PairTarget> targets;
-  std::vector<float> lengths;
-  Progress progress("step", total);
-  double win_loss = 0, win_tokens = 0, win_t0 = now_seconds();
-  int win_correct = 0, win_decided = 0, win_steps = 0;
-  while (step < total && !g_stop) {
-    if (pos >= static_cast<long>(train.size())) {
-      ++epoch, pos = 0;
-      order = epoch_order(train.size(), train, seed, epoch, B);
-    }
-    const size_t e = std::min(train.size(), static_cast<size_t>(pos) + B);
-    build_batch(train, order, pos, e, &batch, &targets, &lengths);
-    StepStats s = obj.train_step(opt, batch, targets, &lengths);
-    pos = static_cast<long>(e);
-    ++step;
-    win_loss += s.loss.loss, win_tokens += batch.n_tokens(), ++win_steps;
-    win_correct += s.loss.n_correct, win_decided += s.loss.n_decided;
-    if (!std::isfinite(s.loss.loss)) throw std::runtime_error("loss became non-finite at step " + std::to_string(step));
-
-    const bool log_now = step % log_every == 0 || step == total;
-    const bool eval_now = step % eval_every == 0 || step == total;
-    if (log_now || eval_now) {
-      const double dt = now_seconds() - win_t0;
-      nlohmann::json rec = {{"step", step}, {"epoch", epoch + static_cast<double>(pos) / train.size()},
-                            {"loss", win_loss / win_steps},
-                            {"acc", win_decided ? static_cast<double>(win_correct) / win_decided : 0.0},
-                            {"lr", s.lr}, {"grad_norm", s.grad_norm}, {"tokens_per_s", win_tokens / dt}};
-      char line[200];
-      std::snprintf(line, sizeof line, "loss %.4f  acc %.3f  lr %.2e  |g| %.3f  %.0f tok/s", win_loss / win_steps,
-                    rec["acc"].get<double>(), s.lr, s.grad_norm, win_tokens / dt);
-      if (eval_now) {
-        validate(rec);
-        if (rec.contains("valid_acc")) {
-          progress.finish();
-          std::fprintf(stderr, "step %d/%d  valid_loss %.4f  valid_acc %.4f\n", step, total,
-                       rec["valid_loss"].get<double>(), rec["valid_acc"].get<double>());
-        }
-      }
-      metrics.write(rec);
-      progress.update(step, line, true);
-      win_loss = win_tokens = 0, win_correct = win_decided = win_steps = 0, win_t0 = now_seconds();
-    }
-    if (step % save_every == 0 || step == total) save(step == total ? "final" : "periodic");
-  }
-  progress.finish();
-  if (g_stop) {
-    save("interrupted");
-    std::fprintf(stderr, "interrupted at step %d/%d: checkpoint saved in %s (resume with --resume)\n", step, total,
-                 out.c_str());
+  if (trainer.run(g_stop) == Trainer::Outcome::Interrupted) {
+    std::fprintf(stderr, "interrupted at step %d/%d: checkpoint saved in %s (resume with --resume)\n",
+                 trainer.progress().step, ts.total_steps, out.c_str());
     return 130;
   }
-  std::fprintf(stderr, "done: %d steps; run directory %s\n", step, out.c_str());
+  std::fprintf(stderr, "done: %d steps; run directory %s\n", trainer.progress().step, out.c_str());
   return 0;
 }
 

@@ -2,14 +2,37 @@
 #include "cli/common.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 
 #include <nlohmann/json.hpp>
 
 #include "cairn/errors.h"
 #include "cairn/io.h"
+#include "util/threads.h"
 
 namespace cairn::cli {
+
+void add_backend_options(cxxopts::Options& o) {
+  o.add_options("device")
+    ("device", "cpu|cuda", cxxopts::value<std::string>()->default_value("cpu"))
+    ("threads", "CPU threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
+    ("cuda-math", "cuda: GEMM precision bf16|tf32|fp32 (attention always bf16 MMA)",
+     cxxopts::value<std::string>()->default_value("bf16"));
+}
+
+BackendOptions backend_options(const cxxopts::ParseResult& a) {
+  BackendOptions b;
+  b.device = a["device"].as<std::string>();
+  b.threads = a["threads"].as<int>();
+  b.cuda_math = a["cuda-math"].as<std::string>();
+  if (b.device != "cpu" && b.device != "cuda") throw UsageError("--device must be cpu or cuda");
+  if (b.cuda_math != "bf16" && b.cuda_math != "tf32" && b.cuda_math != "fp32")
+    throw UsageError("--cuda-math must be bf16, tf32 or fp32");
+  const char* verbose = std::getenv("CAIRN_CUDA_VERBOSE");
+  b.verbose = verbose && *verbose && std::string(verbose) != "0";
+  return b;
+}
 
 ModelConfig model_config_from_flags(const cxxopts::ParseResult& a, const Tokenizer& tok) {
   ModelConfig c;
@@ -61,12 +84,12 @@ void apply_constitution(const cxxopts::ParseResult& a, ModelConfig* cfg) {
 }
 
 std::vector<TokenizedPair> tokenize_pairs(const std::vector<Pair>& pairs, const Tokenizer& tok, const ModelConfig& cfg,
-                                          TruncationStats* trunc) {
+                                          TruncationStats* trunc, int threads) {
   std::map<std::string, int> head_of;
   for (int h = 0; h < cfg.n_heads_out; ++h) head_of[cfg.head_names[h]] = h;
   std::vector<TokenizedPair> out(pairs.size());
   long cut = 0;
-#pragma omp parallel for schedule(dynamic, 64) reduction(+ : cut)
+#pragma omp parallel for schedule(dynamic, 64) reduction(+ : cut) num_threads(resolve_threads(threads))
   for (size_t i = 0; i < pairs.size(); ++i) {
     const Pair& p = pairs[i];
     TokenizedPair& t = out[i];

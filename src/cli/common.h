@@ -6,12 +6,18 @@
 
 #include <cxxopts.hpp>
 
+#include "cairn/backend.h"
 #include "cairn/config.h"
 #include "cairn/data.h"
 #include "cairn/tokenizer.h"
 #include "train/batching.h"
 
 namespace cairn::cli {
+
+// --device, --threads, --cuda-math: every command that runs a model. The environment variable
+// CAIRN_CUDA_VERBOSE=1 asks the CUDA backend to print each GEMM plan it makes.
+void add_backend_options(cxxopts::Options& o);
+BackendOptions backend_options(const cxxopts::ParseResult& a);
 
 // --preset + --d-model/--n-layers/... overrides; vocab and special ids from the tokenizer.
 ModelConfig model_config_from_flags(const cxxopts::ParseResult& a, const Tokenizer& tok);
@@ -21,9 +27,10 @@ void apply_constitution(const cxxopts::ParseResult& a, ModelConfig* cfg);
 struct TruncationStats {
   long sequences = 0, truncated = 0;
 };
-// Tokenizes both sides of every pair; a pair's principle selects its head (none or unknown: composite).
+// Tokenizes both sides of every pair on `threads` threads (≤ 0: all cores); a pair's principle
+// selects its head (none or unknown: composite).
 std::vector<TokenizedPair> tokenize_pairs(const std::vector<Pair>& pairs, const Tokenizer& tok, const ModelConfig& cfg,
-                                          TruncationStats* trunc);
+                                          TruncationStats* trunc, int threads = 0);
 
 void report_data(const std::string& path, const ReadStats& st, size_t usable);
 void report_truncation(const TruncationStats& t, int max_seq_len);

@@ -7,6 +7,7 @@
 #include <cxxopts.hpp>
 
 #include "cairn/errors.h"
+#include "cairn/version.h"
 #include "cli/command.h"
 
 namespace cairn::cli {
@@ -28,7 +29,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   if (!std::strcmp(argv[1], "--version")) {
-    std::printf("cairn 0.1.0\n");
+    std::printf("cairn %s\n", CAIRN_VERSION);
     return 0;
   }
   // Longest match first: "bench attention" before "bench".

@@ -8,7 +8,7 @@
 
 namespace cairn::cli {
 
-LoadedRun load_run(const std::string& dir, const std::string& device, int threads) {
+LoadedRun load_run(const std::string& dir, const BackendOptions& backend) {
   if (!std::filesystem::is_directory(dir)) throw DataError(dir, 0, "not a run directory");
   LoadedRun r;
   ModelConfig cfg;
@@ -18,7 +18,7 @@ LoadedRun load_run(const std::string& dir, const std::string& device, int thread
   if (r.tokenizer->vocab_size() != cfg.vocab_size)
     throw DataError(dir, 0, "tokenizer.model has " + std::to_string(r.tokenizer->vocab_size()) +
                                 " pieces but config.json says vocab_size " + std::to_string(cfg.vocab_size));
-  r.backend = make_backend(device, threads);
+  r.backend = make_backend(backend);
   r.model = std::make_unique<Model>(cfg, *r.backend);
   r.model->set_params(params.data());
   return r;

@@ -15,6 +15,6 @@ struct LoadedRun {
   std::unique_ptr<Tokenizer> tokenizer;
 };
 
-LoadedRun load_run(const std::string& dir, const std::string& device, int threads);
+LoadedRun load_run(const std::string& dir, const BackendOptions& backend);
 
 }  // namespace cairn::cli

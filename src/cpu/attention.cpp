@@ -325,7 +325,7 @@ void attention_last_backward(float* dqkv, const float* dout, const float* qkv, c
   });
 }
 
-size_t attention_workspace_bytes(AttnImpl impl, const int32_t* cu, int B, int NH, int HS, bool forward_only) {
+size_t attention_workspace_bytes(AttnImpl impl, const int32_t* cu, int B, int /*NH*/, int HS, bool forward_only) {
   size_t T = 0;
   for (int s = 0; s < B; ++s) T = std::max<size_t>(T, cu[s + 1] - cu[s]);
   const size_t threads = static_cast<size_t>(omp_get_max_threads());

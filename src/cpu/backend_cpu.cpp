@@ -1,5 +1,7 @@
 // CpuBackend: the Backend interface over the CPU kernels of src/cpu. Buffers are plain host memory
-// (64-byte aligned). With profiling on, each op's wall time is summed under its name.
+// (64-byte aligned). Every op runs inside an Op scope: the backend's OpenMP thread count for that op
+// only (src/cpu/threads.h; nothing process-wide changes), and with profiling on its wall time summed
+// under its name.
 #include "cpu/backend_cpu.h"
 
 #include <chrono>
@@ -8,19 +10,15 @@
 #include <map>
 #include <new>
 
-#include <omp.h>
-
 #include "cpu/ops.h"
+#include "util/threads.h"
 
 namespace cairn {
 namespace {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(int threads, cpu::AttnImpl attn) : attn_(attn) {
-    if (threads > 0) omp_set_num_threads(threads);
-    threads_ = omp_get_max_threads();
-  }
+  CpuBackend(int threads, cpu::AttnImpl attn) : attn_(attn), threads_(resolve_threads(threads)) {}
   std::string name() const override {
     return "cpu (" + std::to_string(threads_) + " threads, attention " + cpu::attn_impl_name(attn_) + ")";
   }
@@ -43,97 +41,101 @@ class CpuBackend final : public Backend {
 
   void embedding_forward(float* out, const int32_t* ids, const int32_t* pos, const float* wte, const float* wpe, int N,
                          int C) override {
-    Timed t(this, "embedding");
+    Op op(this, "embedding");
     cpu::embedding_forward(out, ids, pos, wte, wpe, N, C);
   }
   void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* ids, const int32_t* pos, int N,
                           int C) override {
-    Timed t(this, "embedding_bwd");
+    Op op(this, "embedding_bwd");
     cpu::embedding_backward(dwte, dwpe, dout, ids, pos, N, C);
   }
   void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b, int N,
                          int C) override {
-    Timed t(this, "layernorm");
+    Op op(this, "layernorm");
     cpu::layernorm_forward(out, mean, rstd, inp, w, b, N, C);
   }
   void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
                           const float* mean, const float* rstd, int N, int C) override {
-    Timed t(this, "layernorm_bwd");
+    Op op(this, "layernorm_bwd");
     cpu::layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
   }
   void linear_forward(float* out, const float* inp, const float* W, const float* b, int N, int I, int O) override {
-    Timed t(this, "linear");
+    Op op(this, "linear");
     cpu::linear_forward(out, inp, W, b, N, I, O);
   }
   void linear_backward(float* dinp, float* dW, float* db, const float* dout, const float* inp, const float* W, int N,
                        int I, int O) override {
-    Timed t(this, "linear_bwd");
+    Op op(this, "linear_bwd");
     cpu::linear_backward(dinp, dW, db, dout, inp, W, N, I, O);
   }
   void gelu_forward(float* out, const float* inp, size_t n) override {
-    Timed t(this, "gelu");
+    Op op(this, "gelu");
     cpu::gelu_forward(out, inp, n);
   }
   void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) override {
-    Timed t(this, "gelu_bwd");
+    Op op(this, "gelu_bwd");
     cpu::gelu_backward(dinp, inp, dout, n);
   }
   void add_inplace(float* x, const float* y, size_t n) override {
-    Timed t(this, "residual");
+    Op op(this, "residual");
     cpu::add_inplace(x, y, n);
   }
   void attention_forward(float* out, float* lse, const float* qkv, const SeqLayout& s, int NH, int HS) override {
-    Timed t(this, "attention");
+    Op op(this, "attention");
     cpu::attention_forward(attn_, out, lse, qkv, s.host_cu_seqlens, s.n_seqs, NH, HS, true);
   }
   void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
                           const SeqLayout& s, int NH, int HS) override {
-    Timed t(this, "attention_bwd");
+    Op op(this, "attention_bwd");
     cpu::attention_backward(attn_, dqkv, dout, qkv, out, lse, s.host_cu_seqlens, s.n_seqs, NH, HS, true);
   }
   void attention_last_forward(float* out, float* lse, const float* qkv, const SeqLayout& s, int NH, int HS) override {
-    Timed t(this, "attention");
+    Op op(this, "attention");
     cpu::attention_last_forward(out, lse, qkv, s.host_cu_seqlens, s.n_seqs, NH, HS);
   }
   void attention_last_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
                                const SeqLayout& s, int NH, int HS) override {
-    Timed t(this, "attention_bwd");
+    Op op(this, "attention_bwd");
     cpu::attention_last_backward(dqkv, dout, qkv, out, lse, s.host_cu_seqlens, s.n_seqs, NH, HS);
   }
   void gather_rows(float* out, const float* inp, const int32_t* rows, int R, int C) override {
+    Op op(this, "gather");
     cpu::gather_rows(out, inp, rows, R, C);
   }
   void scatter_add_rows(float* dinp, const float* dout, const int32_t* rows, int R, int C) override {
+    Op op(this, "gather");
     cpu::scatter_add_rows(dinp, dout, rows, R, C);
   }
   LossStats bt_loss(float* drewards, const float* rewards, const PairTarget* pairs, int P, int H,
                     const float* head_weights, float center_coef) override {
+    Op op(this, "loss");
     return cpu::bt_loss(drewards, rewards, pairs, P, H, head_weights, center_coef);
   }
   double sum_squares(const float* x, size_t n) override {
-    Timed t(this, "optimizer");
+    Op op(this, "optimizer");
     return cpu::sum_squares(x, n);
   }
   void adamw_update(float* p, const float* g, float* m, float* v, size_t n, const AdamWHyper& h) override {
-    Timed t(this, "optimizer");
+    Op op(this, "optimizer");
     cpu::adamw_update(p, g, m, v, n, h);
   }
 
  private:
-  struct Timed {
+  struct Op {
     CpuBackend* be;
-    const char* op;
+    const char* name;
+    ThreadScope threads;
     std::chrono::steady_clock::time_point t0;
-    Timed(CpuBackend* b, const char* name) : be(b), op(name) {
+    Op(CpuBackend* b, const char* op_name) : be(b), name(op_name), threads(b->threads_) {
       if (be->profiling_) t0 = std::chrono::steady_clock::now();
     }
-    ~Timed() {
+    ~Op() {
       if (be->profiling_)
-        be->prof_[op] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        be->prof_[name] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     }
   };
   cpu::AttnImpl attn_;
-  int threads_ = 1;
+  int threads_;
   bool profiling_ = false;
   std::map<std::string, double> prof_;
 };

@@ -1,5 +1,5 @@
-// Bradley–Terry loss on the CPU (SPEC §4), in double precision (B is small).
-//   r_b = rewards[b, head] or, for head −1, the composite Σ_h α_h·rewards[b, h]
+// Bradley–Terry loss on the CPU (docs/model.md#loss), in double precision (B is small).
+//   r_b = side_reward (include/cairn/reward.h): rewards[b, head], or the composite for head −1
 //   Δ = r_c − r_r − margin,  p = label
 //   ℓ = −p·log σ(Δ) − (1−p)·log σ(−Δ) = p·softplus(−Δ) + (1−p)·softplus(Δ);   dℓ/dΔ = σ(Δ) − p
 //   L = Σ w·ℓ / Σ w  +  center_coef · mean_pairs (r_c + r_r)²
@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "cairn/reward.h"
 #include "cpu/ops.h"
 
 namespace cairn::cpu {
@@ -23,12 +24,6 @@ LossStats bt_loss(float* drewards, const float* rewards, const PairTarget* pairs
   for (int i = 0; i < P; ++i) wsum += pairs[i].weight;
   if (P == 0 || !(wsum > 0)) throw std::invalid_argument("bt_loss: no pairs or non-positive total weight");
 
-  auto reward = [&](int b, int head) {
-    if (head >= 0) return static_cast<double>(rewards[static_cast<size_t>(b) * H + head]);
-    double r = 0;
-    for (int h = 0; h < H; ++h) r += static_cast<double>(head_weights[h]) * rewards[static_cast<size_t>(b) * H + h];
-    return r;
-  };
   std::vector<double> grad;  // (B·H) accumulated in double, written once at the end
   int B = 0;
   for (int i = 0; i < P; ++i) B = std::max({B, pairs[i].chosen + 1, pairs[i].rejected + 1});
@@ -41,7 +36,8 @@ LossStats bt_loss(float* drewards, const float* rewards, const PairTarget* pairs
   double bt = 0, center = 0;
   for (int i = 0; i < P; ++i) {
     const PairTarget& q = pairs[i];
-    const double rc = reward(q.chosen, q.head), rr = reward(q.rejected, q.head);
+    const double rc = side_reward(rewards, q.chosen, q.head, H, head_weights);
+    const double rr = side_reward(rewards, q.rejected, q.head, H, head_weights);
     const double d = rc - rr - q.margin, p = q.label, w = q.weight / wsum;
     bt += w * (p * softplus(-d) + (1 - p) * softplus(d));
     const double g = w * (sigmoid(d) - p);

@@ -31,7 +31,7 @@ void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32
 void gather_rows(float* out, const float* inp, const int32_t* rows, int R, int C);
 void scatter_add_rows(float* dinp, const float* dout, const int32_t* rows, int R, int C);
 
-// loss.cpp — Bradley–Terry with soft labels, margin, weights, heads and centering (SPEC §4)
+// loss.cpp — Bradley–Terry with soft labels, margin, weights, heads and centering (docs/model.md#loss)
 LossStats bt_loss(float* drewards, const float* rewards, const PairTarget* pairs, int P, int H,
                   const float* head_weights, float center_coef);
 

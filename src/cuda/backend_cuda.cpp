@@ -60,7 +60,7 @@ class Scratch {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(int device, CudaMath math) : device_(device), math_(math) {
+  CudaBackend(int device, CudaMath math, bool verbose) : device_(device), math_(math), verbose_(verbose) {
     check(cudaSetDevice(device), "cudaSetDevice");
     cudaDeviceProp prop{};
     check(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
@@ -361,6 +361,7 @@ class CudaBackend final : public Backend {
 
   int device_;
   CudaMath math_;
+  bool verbose_;  // print each GEMM plan made
   std::string device_name_, sm_;
   cudaStream_t stream_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
@@ -368,18 +369,12 @@ class CudaBackend final : public Backend {
   std::map<GemmKey, GemmPlan> plans_;
   Scratch col_scratch_, attn_scratch_, loss_scratch_, loss_stats_, norm_partials_;
   bool profiling_ = false;
-  const bool verbose_ = std::getenv("CAIRN_CUDA_VERBOSE") != nullptr;  // print each GEMM plan made
   std::vector<std::tuple<std::string, cudaEvent_t, cudaEvent_t>> events_;
 };
 
 }  // namespace
 
-CudaMath parse_cuda_math(const std::string& s) {
-  if (s == "bf16") return CudaMath::BF16;
-  if (s == "tf32") return CudaMath::TF32;
-  if (s == "fp32") return CudaMath::FP32;
-  throw std::invalid_argument("unknown CUDA math '" + s + "' (expected bf16, tf32 or fp32)");
-}
+bool cuda_built() { return true; }
 
 int cuda_device_count() {
   int n = 0;
@@ -390,8 +385,8 @@ int cuda_device_count() {
   return n;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(int device, CudaMath math) {
-  return std::make_unique<CudaBackend>(device, math);
+std::unique_ptr<Backend> make_cuda_backend(int device, CudaMath math, bool verbose) {
+  return std::make_unique<CudaBackend>(device, math, verbose);
 }
 
 }  // namespace cairn

@@ -1,5 +1,5 @@
 // The CUDA backend: cuBLASLt GEMMs and our own kernels (kernels/*.cu) on one stream. Plain C++ header
-// (no CUDA types), included by the backend factory, the CLI and the tests.
+// (no CUDA types), included by the backend factory and the GPU tests.
 //
 // Precision: parameters, optimizer state and activations are fp32 in device memory (the master
 // copy). With CudaMath::BF16 (the default) every GEMM multiplies bf16-rounded operands on the tensor
@@ -15,13 +15,12 @@
 namespace cairn {
 
 enum class CudaMath { BF16, TF32, FP32 };
-CudaMath parse_cuda_math(const std::string& s);  // "bf16" | "tf32" | "fp32"
+CudaMath parse_cuda_math(const std::string& s);  // "bf16" | "tf32" | "fp32" (src/backend/factory.cpp)
 
-int cuda_device_count();  // 0 when there is no device or no driver (never throws)
-std::unique_ptr<Backend> make_cuda_backend(int device, CudaMath math = CudaMath::BF16);
-
-// Dense bf16 GEMM throughput of this device through cuBLAS (n×n×n, median of `reps`), TFLOP/s:
-// the ceiling the benchmarks quote their fraction of.
-double cuda_bf16_gemm_tflops(int n = 8192, int reps = 10);
+// Implemented in src/cuda/ when the CUDA backend is built, by stubs in src/no_cuda/ otherwise.
+bool cuda_built();        // whether this build has the CUDA backend
+int cuda_device_count();  // 0 when there is no device, no driver or no CUDA backend (never throws)
+// verbose: print each cuBLASLt plan (shape, compute type) as it is made.
+std::unique_ptr<Backend> make_cuda_backend(int device, CudaMath math = CudaMath::BF16, bool verbose = false);
 
 }  // namespace cairn

@@ -1,5 +1,5 @@
 // Converters from upstream formats to cairn preference pairs (`cairn pairs --from ...`).
-// Each reads a JSONL file and returns the pair records (JSON objects in SPEC §3's explicit-prompt
+// Each reads a JSONL file and returns the pair records (JSON objects in the explicit-prompt shape of docs/formats.md#pairs,
 // shape) plus counts for its summary line. Bad lines throw DataError with file:line.
 #pragma once
 #include <map>

@@ -1,4 +1,4 @@
-// Pair records (SPEC §3): JSON line → validated, rendered Pair. See include/cairn/data.h for the
+// Pair records (docs/formats.md#pairs): JSON line → validated, rendered Pair. See include/cairn/data.h for the
 // rendering rules. Errors name file:line and the field.
 #include <cmath>
 #include <cstdio>

@@ -1,4 +1,4 @@
-// The run directory (SPEC §5): config.json, model.safetensors, optimizer.safetensors,
+// The run directory (docs/run-directory.md): config.json, model.safetensors, optimizer.safetensors,
 // trainer_state.json. See include/cairn/checkpoint.h for the commit protocol.
 #include <filesystem>
 
@@ -7,6 +7,7 @@
 #include "cairn/io.h"
 #include "cairn/model.h"
 #include "cairn/optim.h"
+#include "cairn/version.h"
 
 namespace fs = std::filesystem;
 
@@ -59,7 +60,7 @@ void fill_from(const std::map<std::string, LoadedTensor>& loaded, const ParamTab
 }  // namespace
 
 nlohmann::json config_to_json(const ModelConfig& c) {
-  return {{"model_type", "cairn-reward"}, {"cairn_version", "0.1.0"}, {"vocab_size", c.vocab_size},
+  return {{"model_type", "cairn-reward"}, {"cairn_version", CAIRN_VERSION}, {"vocab_size", c.vocab_size},
           {"max_seq_len", c.max_seq_len}, {"d_model", c.d_model}, {"n_layers", c.n_layers}, {"n_heads", c.n_heads},
           {"d_ff", c.d_ff}, {"n_heads_out", c.n_heads_out}, {"head_names", c.head_names},
           {"head_weights", c.head_weights}, {"pad_id", c.pad_id}, {"bos_id", c.bos_id}, {"eos_id", c.eos_id},

@@ -1,4 +1,4 @@
-// Presets and validation of ModelConfig (SPEC §2 presets).
+// Presets and validation of ModelConfig (docs/model.md#presets).
 #include <stdexcept>
 #include <string>
 

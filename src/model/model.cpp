@@ -1,4 +1,4 @@
-// The reward model, written once over Backend (SPEC §4). Dimension letters: B sequences, N packed
+// The reward model, written once over Backend (docs/model.md#architecture). Dimension letters: B sequences, N packed
 // tokens, C d_model, NH heads, HS head size, F d_ff, H reward heads, L layers.
 //
 // Forward, per block l (res[l] is the residual stream entering block l):
@@ -10,7 +10,9 @@
 #include "cairn/model.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <stdexcept>
+#include <type_traits>
 
 namespace cairn {
 
@@ -28,12 +30,14 @@ void TokenBatch::add(const std::vector<int32_t>& seq) {
   cu_seqlens.push_back(cu_seqlens.back() + static_cast<int32_t>(seq.size()));
 }
 
-// Activation buffers, all on the backend's device. Per-layer buffers exist once per layer when
-// activations are kept for backward, and once in all (reused) for inference-only forwards.
+// Activation buffers: ONE device allocation (the arena), carved by a size table. Per-layer buffers
+// exist once per layer when activations are kept for backward, and once in all (reused) for
+// inference-only forwards. carve() walks the table twice: first to size the arena (base == null,
+// pointers stay null), then to hand out pointers into it; every buffer starts on a 256-byte boundary.
 struct Model::Acts {
-  Backend& be;
-  std::vector<void*> owned;
-  int N_cap = 0, B_cap = 0, layers_cap = 0;
+  int N_cap = 0, B_cap = 0;
+  bool kept = false;
+  DeviceArray<std::byte> arena;
 
   struct Layer {
     float *ln1, *ln1_mean, *ln1_rstd;  // (N,C) (N) (N)
@@ -46,70 +50,65 @@ struct Model::Acts {
   std::vector<float*> res;  // (N,C) each: L+1 when kept, 2 (ping-pong) otherwise
   std::vector<Layer> layers;
   float *eos_in, *eos_x, *lnf, *lnf_mean, *lnf_rstd, *rewards;  // (B,C) (B,C) (B,C) (B) (B) (B,H)
-  // backward scratch
+  // backward scratch (kept only)
   float *dres, *d_ln, *d_att, *d_qkv, *d_gelu, *d_fc;  // (N,C) (N,C) (N,C) (N,3C) (N,F) (N,F)
   float *d_lnf, *d_eos, *drewards;                     // (B,C) (B,C) (B,H)
   int32_t *ids, *pos, *cu_seqlens, *eos_rows;          // (N) (N) (B+1) (B)
-  bool kept = false;
   std::vector<int32_t> host_cu, host_eos;
 
-  explicit Acts(Backend& b) : be(b) {}
-  ~Acts() { release(); }
-  void release() {
-    for (void* p : owned) be.free_bytes(p);
-    owned.clear();
-    N_cap = B_cap = layers_cap = 0;
-  }
-  template <class T>
-  T* get(size_t n) {
-    void* p = be.alloc_bytes(std::max<size_t>(n, 1) * sizeof(T));
-    owned.push_back(p);
-    return static_cast<T*>(p);
-  }
-  void allocate(const ModelConfig& c, int N, int B, bool keep) {
-    release();
-    const size_t C = c.d_model, F = c.d_ff, NH = c.n_heads, H = c.n_heads_out, n = N;
-    const int nl = keep ? c.n_layers : std::min(c.n_layers, 1);
+  // Lays out every buffer for N tokens and B sequences from `base` (null: only measure); returns bytes.
+  size_t carve(const ModelConfig& c, size_t n, size_t B, bool keep, std::byte* base) {
+    size_t used = 0;
+    auto take = [&](auto*& p, size_t count) {
+      using T = std::remove_reference_t<decltype(*p)>;
+      used = (used + 255) / 256 * 256;
+      p = base ? reinterpret_cast<T*>(base + used) : nullptr;
+      used += std::max<size_t>(count, 1) * sizeof(T);
+    };
+    const size_t C = c.d_model, F = c.d_ff, NH = c.n_heads, H = c.n_heads_out;
     res.assign(keep ? c.n_layers + 1 : 2, nullptr);
-    for (auto& r : res) r = get<float>(n * C);
-    layers.resize(nl);
+    for (auto& r : res) take(r, n * C);
+    layers.resize(keep ? c.n_layers : std::min(c.n_layers, 1));
     for (auto& l : layers) {
-      l.ln1 = get<float>(n * C), l.ln1_mean = get<float>(n), l.ln1_rstd = get<float>(n);
-      l.qkv = get<float>(n * 3 * C);
-      l.att = get<float>(n * C), l.lse = get<float>(n * NH);
-      l.mid = get<float>(n * C);
-      l.ln2 = get<float>(n * C), l.ln2_mean = get<float>(n), l.ln2_rstd = get<float>(n);
-      l.fc = get<float>(n * F), l.gelu = get<float>(n * F);
+      take(l.ln1, n * C), take(l.ln1_mean, n), take(l.ln1_rstd, n);
+      take(l.qkv, n * 3 * C);
+      take(l.att, n * C), take(l.lse, n * NH);
+      take(l.mid, n * C);
+      take(l.ln2, n * C), take(l.ln2_mean, n), take(l.ln2_rstd, n);
+      take(l.fc, n * F), take(l.gelu, n * F);
     }
-    eos_in = get<float>(B * C), eos_x = get<float>(B * C), lnf = get<float>(B * C), lnf_mean = get<float>(B), lnf_rstd = get<float>(B);
-    rewards = get<float>(B * H);
+    take(eos_in, B * C), take(eos_x, B * C), take(lnf, B * C), take(lnf_mean, B), take(lnf_rstd, B);
+    take(rewards, B * H);
     if (keep) {
-      dres = get<float>(n * C), d_ln = get<float>(n * C), d_att = get<float>(n * C);
-      d_qkv = get<float>(n * 3 * C), d_gelu = get<float>(n * F), d_fc = get<float>(n * F);
-      d_lnf = get<float>(B * C), d_eos = get<float>(B * C), drewards = get<float>(B * H);
+      take(dres, n * C), take(d_ln, n * C), take(d_att, n * C);
+      take(d_qkv, n * 3 * C), take(d_gelu, n * F), take(d_fc, n * F);
+      take(d_lnf, B * C), take(d_eos, B * C), take(drewards, B * H);
     } else {
       dres = d_ln = d_att = d_qkv = d_gelu = d_fc = d_lnf = d_eos = drewards = nullptr;
     }
-    ids = get<int32_t>(n), pos = get<int32_t>(n), cu_seqlens = get<int32_t>(B + 1), eos_rows = get<int32_t>(B);
-    N_cap = N, B_cap = B, layers_cap = nl;
-    kept = keep;
+    take(ids, n), take(pos, n), take(cu_seqlens, B + 1), take(eos_rows, B);
+    return used;
+  }
+  void allocate(Backend& be, const ModelConfig& c, int N, int B, bool keep) {
+    arena.reset();
+    arena = DeviceArray<std::byte>(be, carve(c, N, B, keep, nullptr));
+    carve(c, N, B, keep, arena.data());
+    N_cap = N, B_cap = B, kept = keep;
   }
 };
 
-Model::Model(const ModelConfig& cfg, Backend& backend) : cfg_(cfg), be_(backend), table_(cfg) {
-  cfg_.validate();
-  params_ = static_cast<float*>(be_.alloc_bytes(table_.total() * sizeof(float)));
-  grads_ = static_cast<float*>(be_.alloc_bytes(table_.total() * sizeof(float)));
-  be_.fill(params_, 0.0f, table_.total());
-  be_.fill(grads_, 0.0f, table_.total());
-  acts_ = std::make_unique<Acts>(be_);
+Model::Model(const ModelConfig& cfg, Backend& backend)
+    : cfg_((cfg.validate(), cfg)),
+      be_(backend),
+      table_(cfg_),
+      params_(be_, table_.total()),
+      grads_(be_, table_.total()),
+      acts_(std::make_unique<Acts>()) {
+  be_.fill(params_.data(), 0.0f, table_.total());
+  be_.fill(grads_.data(), 0.0f, table_.total());
 }
 
-Model::~Model() {
-  acts_.reset();
-  be_.free_bytes(params_);
-  be_.free_bytes(grads_);
-}
+Model::~Model() = default;
 
 void Model::init(uint64_t seed) {
   std::vector<float> host(table_.total());
@@ -117,10 +116,10 @@ void Model::init(uint64_t seed) {
   set_params(host.data());
 }
 
-void Model::set_params(const float* host) { be_.to_device(params_, host, table_.total() * sizeof(float)); }
-void Model::get_params(float* host) const { be_.to_host(host, params_, table_.total() * sizeof(float)); }
-void Model::get_grads(float* host) const { be_.to_host(host, grads_, table_.total() * sizeof(float)); }
-void Model::zero_grads() { be_.fill(grads_, 0.0f, table_.total()); }
+void Model::set_params(const float* host) { be_.to_device(params_.data(), host, table_.total() * sizeof(float)); }
+void Model::get_params(float* host) const { be_.to_host(host, params_.data(), table_.total() * sizeof(float)); }
+void Model::get_grads(float* host) const { be_.to_host(host, grads_.data(), table_.total() * sizeof(float)); }
+void Model::zero_grads() { be_.fill(grads_.data(), 0.0f, table_.total()); }
 
 void Model::upload(const TokenBatch& batch) {
   const int N = batch.n_tokens(), B = batch.n_seqs();
@@ -147,11 +146,11 @@ void Model::forward(const TokenBatch& batch, std::vector<float>& rewards_host, b
   const int N = batch.n_tokens(), B = batch.n_seqs();
   Acts& a = *acts_;
   const bool fits = N <= a.N_cap && B <= a.B_cap && (a.kept || !keep);
-  if (!fits) a.allocate(cfg_, std::max(N, a.N_cap), std::max(B, a.B_cap), keep || a.kept);
+  if (!fits) a.allocate(be_, cfg_, std::max(N, a.N_cap), std::max(B, a.B_cap), keep || a.kept);
   upload(batch);
 
   const int C = cfg_.d_model, F = cfg_.d_ff, NH = cfg_.n_heads, HS = cfg_.head_size(), H = cfg_.n_heads_out;
-  const float* P = params_;
+  const float* P = params_.data();
   SeqLayout seqs;
   seqs.n_seqs = B, seqs.n_tokens = N, seqs.cu_seqlens = a.cu_seqlens, seqs.host_cu_seqlens = a.host_cu.data();
   for (int s = 0; s < B; ++s) seqs.max_len = std::max(seqs.max_len, a.host_cu[s + 1] - a.host_cu[s]);
@@ -206,8 +205,8 @@ void Model::backward_device(const float* drewards) {
   if (!a.kept || !last_batch_.keep) throw std::logic_error("Model::backward without a training forward");
   const int N = last_batch_.N, B = last_batch_.B;
   const int C = cfg_.d_model, F = cfg_.d_ff, NH = cfg_.n_heads, HS = cfg_.head_size(), H = cfg_.n_heads_out;
-  const float* P = params_;
-  float* G = grads_;
+  const float* P = params_.data();
+  float* G = grads_.data();
   SeqLayout seqs;
   seqs.n_seqs = B, seqs.n_tokens = N, seqs.cu_seqlens = a.cu_seqlens, seqs.host_cu_seqlens = a.host_cu.data();
   for (int s = 0; s < B; ++s) seqs.max_len = std::max(seqs.max_len, a.host_cu[s + 1] - a.host_cu[s]);

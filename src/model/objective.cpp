@@ -4,33 +4,19 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "cairn/reward.h"
+
 namespace cairn {
+namespace {
 
-BTObjective::BTObjective(Model& model, float center_coef) : model_(model), center_coef_(center_coef) {
-  const ModelConfig& c = model_.config();
-  Backend& be = model_.backend();
-  d_head_weights_ = static_cast<float*>(be.alloc_bytes(c.n_heads_out * sizeof(float)));
-  be.to_device(d_head_weights_, c.head_weights.data(), c.n_heads_out * sizeof(float));
-}
-
-BTObjective::~BTObjective() {
-  Backend& be = model_.backend();
-  be.free_bytes(d_head_weights_);
-  if (d_pairs_) be.free_bytes(d_pairs_);
-  if (d_drewards_) be.free_bytes(d_drewards_);
-}
-
-void BTObjective::set_length_debias(int length_head, float lambda) {
-  const ModelConfig& c = model_.config();
-  if (length_head < 0 || length_head >= c.n_heads_out) throw std::invalid_argument("length head out of range");
-  length_head_ = length_head, length_lambda_ = lambda;
-  std::vector<float> w = c.head_weights;
-  w[length_head] = 1.0f;  // the BT loss sees quality + length
-  model_.backend().to_device(d_head_weights_, w.data(), w.size() * sizeof(float));
+DeviceArray<float> upload(Backend& be, const std::vector<float>& host) {
+  DeviceArray<float> d(be, host.size());
+  be.to_device(d.data(), host.data(), host.size() * sizeof(float));
+  return d;
 }
 
 // Pearson ρ(r, x) over the batch and dρ/dr_i = ((x_i − x̄)/σ_x − ρ·(r_i − r̄)/σ_r) / (n·σ_r).
-static double pearson_grad(const std::vector<double>& r, const std::vector<double>& x, std::vector<double>* g) {
+double pearson_grad(const std::vector<double>& r, const std::vector<double>& x, std::vector<double>* g) {
   const size_t n = r.size();
   double mr = 0, mx = 0;
   for (size_t i = 0; i < n; ++i) mr += r[i] / n, mx += x[i] / n;
@@ -43,24 +29,40 @@ static double pearson_grad(const std::vector<double>& r, const std::vector<doubl
   return rho;
 }
 
+}  // namespace
+
+BTObjective::BTObjective(Model& model, float center_coef)
+    : model_(model),
+      center_coef_(center_coef),
+      scoring_weights_(head_weights(model.config(), HeadUse::Scoring)),
+      d_training_weights_(upload(model.backend(), head_weights(model.config(), HeadUse::Training))),
+      d_scoring_weights_(upload(model.backend(), scoring_weights_)) {}
+
+void BTObjective::set_length_lambda(float lambda) {
+  if (model_.config().length_head() < 0 && lambda != 0.0f)
+    throw std::invalid_argument("length debiasing needs a model with a length head");
+  length_lambda_ = lambda;
+}
+
 double BTObjective::length_penalty(const std::vector<float>& rewards, const std::vector<float>& lengths, int B) {
   const ModelConfig& c = model_.config();
-  const int H = c.n_heads_out, Lh = length_head_;
+  const int H = c.n_heads_out, Lh = c.length_head();
+  // quality = the scoring composite (length head weight 0); length = the length head alone
   std::vector<double> q(B), l(B), x(lengths.begin(), lengths.end()), gq, gl;
   for (int b = 0; b < B; ++b) {
-    for (int h = 0; h < H; ++h) q[b] += h == Lh ? 0.0 : c.head_weights[h] * rewards[static_cast<size_t>(b) * H + h];
-    l[b] = rewards[static_cast<size_t>(b) * H + Lh];
+    q[b] = side_reward(rewards.data(), b, -1, H, scoring_weights_.data());
+    l[b] = side_reward(rewards.data(), b, Lh, H, scoring_weights_.data());
   }
   const double rq = pearson_grad(q, x, &gq), rl = pearson_grad(l, x, &gl);
-  std::vector<float> d(static_cast<size_t>(B) * H), cur(static_cast<size_t>(B) * H);
+  std::vector<float> cur(static_cast<size_t>(B) * H);
   Backend& be = model_.backend();
-  be.to_host(cur.data(), d_drewards_, cur.size() * sizeof(float));
+  be.to_host(cur.data(), d_drewards_.data(), cur.size() * sizeof(float));
   for (int b = 0; b < B; ++b)
     for (int h = 0; h < H; ++h) {
-      const double g = h == Lh ? -length_lambda_ * gl[b] : length_lambda_ * 2.0 * rq * gq[b] * c.head_weights[h];
+      const double g = h == Lh ? -length_lambda_ * gl[b] : length_lambda_ * 2.0 * rq * gq[b] * scoring_weights_[h];
       cur[static_cast<size_t>(b) * H + h] += static_cast<float>(g);
     }
-  be.to_device(d_drewards_, cur.data(), cur.size() * sizeof(float));
+  be.to_device(d_drewards_.data(), cur.data(), cur.size() * sizeof(float));
   return length_lambda_ * (rq * rq + 1.0 - rl);
 }
 
@@ -71,29 +73,22 @@ LossStats BTObjective::loss(const TokenBatch& batch, const std::vector<PairTarge
   for (const PairTarget& p : pairs)
     if (p.chosen < 0 || p.chosen >= B || p.rejected < 0 || p.rejected >= B || p.head < -1 || p.head >= H)
       throw std::invalid_argument("BTObjective: pair indexes a sequence or head outside the batch");
-  if (pairs.size() > pairs_cap_) {
-    if (d_pairs_) be.free_bytes(d_pairs_);
-    pairs_cap_ = pairs.size() * 2;
-    d_pairs_ = static_cast<PairTarget*>(be.alloc_bytes(pairs_cap_ * sizeof(PairTarget)));
-  }
   const size_t nr = static_cast<size_t>(B) * H;
-  if (nr > drewards_cap_) {
-    if (d_drewards_) be.free_bytes(d_drewards_);
-    drewards_cap_ = nr * 2;
-    d_drewards_ = static_cast<float*>(be.alloc_bytes(drewards_cap_ * sizeof(float)));
-  }
-  model_.forward(batch, rewards_host ? *rewards_host : rewards_, train);
-  be.to_device(d_pairs_, pairs.data(), pairs.size() * sizeof(PairTarget));
-  be.fill(d_drewards_, 0.0f, nr);
-  LossStats st = be.bt_loss(d_drewards_, model_.rewards_device(), d_pairs_, static_cast<int>(pairs.size()), H,
-                            d_head_weights_, center_coef_);
-  if (train && length_head_ >= 0 && length_lambda_ > 0) {
+  if (d_pairs_.size() < pairs.size()) d_pairs_ = DeviceArray<PairTarget>(be, 2 * pairs.size());
+  if (d_drewards_.size() < nr) d_drewards_ = DeviceArray<float>(be, 2 * nr);
+  std::vector<float>& rewards = rewards_host ? *rewards_host : rewards_;
+  model_.forward(batch, rewards, train);
+  be.to_device(d_pairs_.data(), pairs.data(), pairs.size() * sizeof(PairTarget));
+  be.fill(d_drewards_.data(), 0.0f, nr);
+  const float* weights = train ? d_training_weights_.data() : d_scoring_weights_.data();
+  LossStats st = be.bt_loss(d_drewards_.data(), model_.rewards_device(), d_pairs_.data(),
+                            static_cast<int>(pairs.size()), H, weights, center_coef_);
+  if (train && length_lambda_ > 0) {
     if (!seq_lengths || seq_lengths->size() != static_cast<size_t>(B))
       throw std::invalid_argument("BTObjective: length debiasing needs the response length of every sequence");
-    const double pen = length_penalty(rewards_host ? *rewards_host : rewards_, *seq_lengths, B);
-    st.loss += pen;
+    st.loss += length_penalty(rewards, *seq_lengths, B);
   }
-  if (train) model_.backward_device(d_drewards_);
+  if (train) model_.backward_device(d_drewards_.data());
   return st;
 }
 

@@ -15,18 +15,10 @@ float lr_at(const OptimConfig& c, int step) {
   return static_cast<float>(min_lr + 0.5 * (c.lr - min_lr) * (1.0 + std::cos(M_PI * progress)));
 }
 
-AdamW::AdamW(Model& model, const OptimConfig& cfg) : model_(model), cfg_(cfg) {
-  Backend& be = model_.backend();
-  const size_t n = model_.num_params();
-  m_ = static_cast<float*>(be.alloc_bytes(n * sizeof(float)));
-  v_ = static_cast<float*>(be.alloc_bytes(n * sizeof(float)));
-  be.fill(m_, 0.0f, n);
-  be.fill(v_, 0.0f, n);
-}
-
-AdamW::~AdamW() {
-  model_.backend().free_bytes(m_);
-  model_.backend().free_bytes(v_);
+AdamW::AdamW(Model& model, const OptimConfig& cfg)
+    : model_(model), cfg_(cfg), m_(model.backend(), model.num_params()), v_(model.backend(), model.num_params()) {
+  model_.backend().fill(m_.data(), 0.0f, m_.size());
+  model_.backend().fill(v_.data(), 0.0f, v_.size());
 }
 
 double AdamW::step() {
@@ -36,11 +28,13 @@ double AdamW::step() {
   AdamWHyper h;
   h.lr = last_lr_ = lr_at(cfg_, step_);
   h.beta1 = cfg_.beta1, h.beta2 = cfg_.beta2, h.eps = cfg_.eps, h.step = step_;
+  // A non-finite gradient never reaches the weights or the moments: the step is skipped (scaling by 0
+  // would not do, NaN·0 is NaN). The step still counts, so the schedule stays aligned.
+  if (!std::isfinite(norm)) return norm;
   h.grad_scale = (cfg_.clip > 0 && norm > cfg_.clip) ? static_cast<float>(cfg_.clip / norm) : 1.0f;
-  if (!std::isfinite(norm)) h.grad_scale = 0.0f;  // a non-finite gradient never reaches the weights
   for (const ParamInfo& p : model_.table().tensors()) {
     h.weight_decay = p.decay ? cfg_.weight_decay : 0.0f;
-    be.adamw_update(model_.params() + p.offset, model_.grads() + p.offset, m_ + p.offset, v_ + p.offset, p.numel, h);
+    be.adamw_update(model_.params() + p.offset, model_.grads() + p.offset, m_.data() + p.offset, v_.data() + p.offset, p.numel, h);
   }
   return norm;
 }

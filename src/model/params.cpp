@@ -1,4 +1,4 @@
-// The parameter size table (SPEC §5 order and names) and its deterministic initialisation.
+// The parameter size table (names and order: docs/run-directory.md#model-weights; docs/model.md#initialisation) and its deterministic initialisation.
 #include <cmath>
 #include <stdexcept>
 

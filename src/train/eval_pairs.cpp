@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <numeric>
 
+#include "cairn/reward.h"
+
 namespace cairn {
 
 PairScores score_pairs(BTObjective& obj, const ModelConfig& cfg, const std::vector<TokenizedPair>& pairs,
@@ -18,12 +20,7 @@ PairScores score_pairs(BTObjective& obj, const ModelConfig& cfg, const std::vect
   std::vector<float> rewards;
   double wsum = 0, loss = 0;
   const int H = cfg.n_heads_out;
-  auto reward = [&](int b, int head) {
-    if (head >= 0) return static_cast<double>(rewards[static_cast<size_t>(b) * H + head]);
-    double r = 0;
-    for (int h = 0; h < H; ++h) r += cfg.head_weights[h] * rewards[static_cast<size_t>(b) * H + h];
-    return r;
-  };
+  const std::vector<float> weights = head_weights(cfg, HeadUse::Scoring);
   for (size_t b = 0; b < pairs.size(); b += batch_pairs) {
     const size_t e = std::min(pairs.size(), b + batch_pairs);
     build_batch(pairs, idx, b, e, &batch, &targets);
@@ -32,10 +29,10 @@ PairScores score_pairs(BTObjective& obj, const ModelConfig& cfg, const std::vect
     for (const auto& t : targets) w += t.weight;
     loss += st.bt_loss * w;
     wsum += w;
-    for (size_t k = b; k < e; ++k) {  // judged by the scoring reward (config head_weights)
+    for (size_t k = b; k < e; ++k) {
       const PairTarget& t = targets[k - b];
-      out.chosen[k] = reward(t.chosen, t.head);
-      out.rejected[k] = reward(t.rejected, t.head);
+      out.chosen[k] = side_reward(rewards.data(), t.chosen, t.head, H, weights.data());
+      out.rejected[k] = side_reward(rewards.data(), t.rejected, t.head, H, weights.data());
       if (t.label == 0.5f) continue;
       ++out.n_decided;
       out.n_correct += t.label > 0.5f ? out.chosen[k] > out.rejected[k] : out.chosen[k] < out.rejected[k];

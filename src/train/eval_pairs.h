@@ -1,5 +1,6 @@
 // Scores tokenized pairs in batches (no gradients) and returns per-pair rewards — shared by the
-// trainer's validation and `cairn eval`.
+// trainer's validation and `cairn eval`, so both report the same numbers for the same weights. Both
+// the BT loss and the rewards use the Scoring head weights (include/cairn/reward.h).
 #pragma once
 #include <vector>
 
@@ -15,7 +16,7 @@ struct PairScores {
   double accuracy() const { return n_decided ? static_cast<double>(n_correct) / n_decided : 0.0; }
 };
 
-// batch_pairs: pairs per forward. Reward per side: r[b, head] for pairs with a head, else the composite.
+// batch_pairs: pairs per forward. Reward per side: side_reward (the pair's head, else the composite).
 PairScores score_pairs(BTObjective& obj, const ModelConfig& cfg, const std::vector<TokenizedPair>& pairs,
                        int batch_pairs);
 

@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstddef>
 #include <memory>
 #include <vector>
 
 #include "cairn/backend.h"
+#include "cairn/buffer.h"
 #include "cuda/backend_cuda.h"
 #include "test_util.h"
 
@@ -16,13 +18,10 @@
 
 namespace cairn::test {
 
-// Buffers owned on one backend, freed with it.
+// Buffers owned on one backend (DeviceArrays), freed with this object.
 class DeviceBuffers {
  public:
   explicit DeviceBuffers(Backend& be) : be_(be) {}
-  ~DeviceBuffers() {
-    for (void* p : owned_) be_.free_bytes(p);
-  }
   template <class T>
   T* upload(const std::vector<T>& h) {
     T* p = alloc<T>(h.size());
@@ -31,9 +30,8 @@ class DeviceBuffers {
   }
   template <class T>
   T* alloc(size_t n) {
-    void* p = be_.alloc_bytes(std::max<size_t>(n, 1) * sizeof(T));
-    owned_.push_back(p);
-    return static_cast<T*>(p);
+    owned_.emplace_back(be_, n * sizeof(T));
+    return reinterpret_cast<T*>(owned_.back().data());
   }
   // n floats of NaN: an output element the op forgets to write fails the comparison.
   float* poisoned(size_t n) { return upload(std::vector<float>(n, std::nanf(""))); }
@@ -47,7 +45,7 @@ class DeviceBuffers {
 
  private:
   Backend& be_;
-  std::vector<void*> owned_;
+  std::vector<DeviceArray<std::byte>> owned_;
 };
 
 // ‖a − b‖₂ / ‖b‖₂ (b the reference); NaN anywhere gives +inf.

@@ -1,4 +1,4 @@
-// Independent double-precision reference of the SPEC §4 model and its ops, for tests only.
+// Independent double-precision reference of the docs/model.md#architecture model and its ops, for tests only.
 // Written per sequence (no packing), naive loops, so it shares no code or structure with src/.
 #pragma once
 #include <cstdint>

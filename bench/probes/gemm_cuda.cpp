@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda/backend_cuda.h"
+#include "bench/probes/probes.h"
 
 namespace cairn {
 

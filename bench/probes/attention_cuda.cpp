@@ -1,8 +1,8 @@
-// GPU attention benchmark (see attention_bench.h). Layout as FlashAttention's: q, k, v, out, dout
+// GPU attention benchmark (see bench/probes/probes.h). Layout as FlashAttention's: q, k, v, out, dout
 // and the gradients are [B·N, H·d] row-major (token-major, heads side by side), bf16 or fp32.
 // Validation tolerances (relative L2 against the naive fp32-accumulating kernel on the same inputs):
 // output 2e-2, gradients 5e-2; lse |err| ≤ 1e-3·max(1, |lse|).
-#include "cuda/attention_bench.h"
+#include "bench/probes/probes.h"
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>

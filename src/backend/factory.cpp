@@ -1,0 +1,38 @@
+// make_backend: the one place that knows which backends exist. The CUDA backend's entry points
+// (src/cuda/backend_cuda.h) are always declared; a build without CUDA links stubs that say so
+// (src/no_cuda/), so no caller needs to know how cairn was built.
+#include <stdexcept>
+
+#include "cairn/backend.h"
+#include "cpu/backend_cpu.h"
+#include "cuda/backend_cuda.h"
+
+namespace cairn {
+
+CudaMath parse_cuda_math(const std::string& s) {
+  if (s == "bf16") return CudaMath::BF16;
+  if (s == "tf32") return CudaMath::TF32;
+  if (s == "fp32") return CudaMath::FP32;
+  throw std::invalid_argument("unknown CUDA math '" + s + "' (expected bf16, tf32 or fp32)");
+}
+
+bool cuda_available() { return cuda_device_count() > 0; }
+
+std::unique_ptr<Backend> make_backend(const BackendOptions& o) {
+  if (o.device == "cpu") return make_cpu_backend(o.threads);
+  if (o.device == "cuda") {
+    const CudaMath math = parse_cuda_math(o.cuda_math);
+    if (!cuda_built()) throw std::runtime_error("--device cuda: this cairn was built without the CUDA backend (no nvcc at build time)");
+    if (cuda_device_count() == 0) throw std::runtime_error("--device cuda: no CUDA device found");
+    return make_cuda_backend(0, math, o.verbose);
+  }
+  throw std::invalid_argument("unknown device '" + o.device + "' (expected cpu or cuda)");
+}
+
+std::unique_ptr<Backend> make_backend(const std::string& device, int threads) {
+  BackendOptions o;
+  o.device = device, o.threads = threads;
+  return make_backend(o);
+}
+
+}  // namespace cairn
