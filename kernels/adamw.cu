@@ -50,7 +50,7 @@ void adamw_update(float* p, const float* g, float* m, float* v, size_t n, const 
   if (n == 0) return;
   const float bc1 = 1.0f - std::pow(h.beta1, static_cast<float>(h.step));
   const float bc2 = 1.0f - std::pow(h.beta2, static_cast<float>(h.step));
-  const size_t blocks = std::min<size_t>((n + kThreads - 1) / kThreads, 132 * 16);
+  const size_t blocks = std::min<size_t>((n + kThreads - 1) / kThreads, size_t(sm_count()) * 16);  // 16 per SM
   adamw_kernel<<<static_cast<int>(blocks), kThreads, 0, s>>>(p, g, m, v, n, h, bc1, bc2);
   CAIRN_CUDA_LAUNCH_CHECK("adamw");
 }

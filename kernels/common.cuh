@@ -1,5 +1,6 @@
-// Device-side helpers shared by the kernels: error checks, warp reductions, and the sm_80+ tensor-core
-// primitives (ldmatrix, mma.sync m16n8k16 bf16 → fp32) the attention kernels are built from.
+// Helpers shared by the kernels: warp reductions, the sm_80+ tensor-core primitives (ldmatrix,
+// mma.sync m16n8k16 bf16 → fp32) the attention kernels are built from, and on the host side the
+// per-device state the launchers need (PerDevice, sm_count).
 //
 // Fragment layouts of mma.sync.m16n8k16 (PTX ISA), with g = lane / 4 and t = lane % 4:
 //   A (16×16, row):  a0 = (row g,   k 2t..2t+1)   a1 = (row g+8, k 2t..2t+1)
@@ -13,6 +14,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <mutex>
 
 #include "kernels/kernels.h"
 
@@ -83,6 +85,40 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// ---- host ----
+
+// One value per CUDA device, computed by compute(device) the first time it is asked for on that device
+// (the current one, cudaGetDevice) and returned as is after that: state that belongs to a device, not
+// the process, such as a kernel's shared-memory opt-in or the SM count. Thread safe (std::call_once per
+// device); devices past kSlots are not cached but recomputed on every call.
+template <class V>
+class PerDevice {
+ public:
+  template <class F>
+  V get(F&& compute) {
+    int dev = 0;
+    check(cudaGetDevice(&dev), "cudaGetDevice");
+    if (dev < 0 || dev >= kSlots) return compute(dev);
+    std::call_once(once_[dev], [&] { value_[dev] = compute(dev); });
+    return value_[dev];
+  }
+
+ private:
+  static constexpr int kSlots = 64;
+  std::once_flag once_[kSlots];
+  V value_[kSlots]{};
+};
+
+// Streaming multiprocessors of the current device: the grid size of grid-stride loops is a multiple of it.
+inline int sm_count() {
+  static PerDevice<int> sms;
+  return sms.get([](int dev) {
+    int n = 0;
+    check(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute(SM count)");
+    return n;
+  });
 }
 
 }  // namespace cairn::cuda

@@ -48,12 +48,15 @@ void bt_loss(float* drewards, double* stats, double* scratch, const float* rewar
              int H, const float* head_weights, float center_coef, cudaStream_t s);
 
 // ---- adamw.cu ----
-// partials: kSumSquaresBlocks doubles; their (fixed-order) sum is Σ x².
+// partials: kSumSquaresBlocks doubles; their (fixed-order) sum is Σ x². The block count is a fixed
+// constant, not derived from the device's SM count: it fixes the partition of x and so the order of
+// the summation, which keeps the norm bit-identical from run to run and device to device.
 constexpr int kSumSquaresBlocks = 264;
 void sum_squares_partials(double* partials, const float* x, size_t n, cudaStream_t s);
 void adamw_update(float* p, const float* g, float* m, float* v, size_t n, const AdamWHyper& h, cudaStream_t s);
 
-// ---- attention.cu ----  scaled dot-product attention on packed variable-length sequences.
+// ---- attention.cu (kernels in attention_*.cu) ----  scaled dot-product attention on packed
+// variable-length sequences.
 //
 // q, k, v: rows of `stride_*` elements, head h at columns h·HS ..; sequence b owns rows
 // [cu_seqlens[b], cu_seqlens[b+1]). The model passes qkv[N,3C] as q = qkv, k = qkv + C, v = qkv + 2C.
@@ -93,8 +96,8 @@ size_t attention_bwd_workspace_floats(const AttnShape& s);
 void attention_forward(AttnKernel k, AttnDtype t, const AttnShape& s, const AttnFwd& a, cudaStream_t st);
 void attention_backward(AttnKernel k, AttnDtype t, const AttnShape& s, const AttnBwd& a, cudaStream_t st);
 
-// The last query of each sequence only (fp32): out[B, NH·HS], lse[B, NH]; backward assigns ALL of
-// dqkv[N, 3C] (zero where the last query does not reach).
+// ---- attention_last.cu ----  the last query of each sequence only (fp32): out[B, NH·HS], lse[B, NH];
+// backward assigns ALL of dqkv[N, 3C] (zero where the last query does not reach).
 void attention_last_forward(float* out, float* lse, const float* qkv, const int32_t* cu_seqlens, int B, int NH,
                             int HS, cudaStream_t s);
 void attention_last_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,

@@ -1,4 +1,4 @@
-// The GPU attention ladder (kernels/attention.cu) against the CPU reference (src/cpu naive: fp32
+// The GPU attention ladder (kernels/attention*.cu) against the CPU reference (src/cpu naive: fp32
 // inputs, double accumulation; itself checked against the double reference and finite differences
 // in tests/test_attention.cpp). Packed batch of awkward lengths (1, 31, 33, 127, 200), head sizes
 // 24/32/64/128, causal and not, random inputs in [-1, 1] and ±50 logits; outputs pre-filled with NaN.

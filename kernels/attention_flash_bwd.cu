@@ -1,0 +1,257 @@
+// Flash attention backward (FlashAttention-2 style), its pre- and post-pass, and their launchers.
+//
+// Thread mapping: grid (key tiles, NH, B), kWarps·32 threads; a block owns kBN = 16·kWarps keys of one
+// (sequence, head), warp w the keys k0 + 16w .. k0 + 16w + 15, and walks the query tiles (kBMq rows,
+// cp.async double buffered), recomputing P from the saved lse:
+//   Sᵀ = K·Qᵀ,  Pᵀ = exp(scale·Sᵀ − lse),  dPᵀ = V·dOᵀ,  dSᵀ = Pᵀ∘(dPᵀ − D),  D = rowsum(dO∘O)
+//   dV += Pᵀ·dO,  dK += scale·dSᵀ·Q   (registers, written once at the end)
+//   dQ += scale·dS·K                  (dSᵀ staged in shared memory; fp32 atomics into a workspace)
+// The dQ product is split over all warps of the block: (16-row tile, column chunk) items.
+// Pre-pass: one warp per (row, head). Post-pass: grid-stride, one thread per element.
+// Precision: the MMAs take bf16 operands and accumulate fp32; P, dS, D, lse and the dQ accumulator are
+// fp32. Workspace: dQ accumulator [N, NH·HS] + D [N, NH], fp32.
+#include "kernels/attention_common.cuh"
+
+namespace cairn::cuda::attn {
+namespace {
+
+// The backward layout of a tiling at padded head size kHS_, read by the kernel and its launcher.
+// Shared memory, bf16 rows of kLD (Q, dO, K, V) or kLDS (dSᵀ) elements, then fp32:
+//   sK [kBN][kLD] | sV [kBN][kLD] | sQ [kQBufs][kBMq][kLD] | sdO [kQBufs][kBMq][kLD] | sdS [kBN][kLDS]
+//   | sL [kBMq] | sD [kBMq]
+template <class Tiling, int kHS_>
+struct FlashBwd {
+  static constexpr int kHS = kHS_, kWarps = Tiling::kBwdWarps, kThreads = 32 * kWarps;
+  static constexpr int kBN = 16 * kWarps;           // keys per block
+  static constexpr int kBMq = kHS <= 64 ? 64 : 32;  // queries per tile (32 for head size 128, to fit the registers)
+  static constexpr int kLD = tile_pitch(kHS), kLDS = tile_pitch(kBMq), kQBufs = 2;
+  static constexpr int kTileQ = kBMq * kLD;  // elements of one Q (or dO) buffer
+  static constexpr int kOffK = 0, kOffV = kOffK + kBN * kLD, kOffQ = kOffV + kBN * kLD;  // bf16 elements
+  static constexpr int kOffdO = kOffQ + kQBufs * kTileQ, kOffdS = kOffdO + kQBufs * kTileQ;
+  static constexpr int kOffL = kOffdS + kBN * kLDS;  // bf16 elements before sL
+  static constexpr size_t kSmemBytes = size_t(kOffL) * sizeof(bf16) + 2 * kBMq * sizeof(float);
+  static_assert(kOffL % 2 == 0, "sL, sD (fp32) start 4-byte aligned");
+};
+
+// Pre-pass: D[n, h] = Σ_c dO·O, and the dQ accumulator zeroed. One warp per (row, head).
+template <class T>
+__global__ void bwd_preprocess_kernel(Params p, int N) {
+  const long wid = (blockIdx.x * long(blockDim.x) + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (wid >= long(N) * p.NH) return;
+  const int row = static_cast<int>(wid / p.NH), h = static_cast<int>(wid % p.NH);
+  const T* o = static_cast<const T*>(p.out) + row * p.so + h * p.hs;
+  const T* d = static_cast<const T*>(p.dout) + row * p.sdo + h * p.hs;
+  float acc = 0;
+  for (int c = lane; c < p.hs; c += 32) acc += ld(o + c) * ld(d + c);
+  acc = warp_sum(acc);
+  if (lane == 0) p.D[wid] = acc;
+  if (p.dq_acc)
+    for (int c = lane; c < p.hs; c += 32) p.dq_acc[size_t(row) * p.NH * p.hs + h * p.hs + c] = 0.0f;
+}
+
+// Post-pass: dq (T) = dQ accumulator.
+template <class T>
+__global__ void bwd_write_dq_kernel(Params p, int N) {
+  const size_t n = size_t(N) * p.NH * p.hs;
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
+    const size_t row = i / (p.NH * p.hs), col = i % (p.NH * p.hs);
+    st(static_cast<T*>(p.dq) + row * p.sdq + col, p.dq_acc[i]);
+  }
+}
+
+template <class Tr, bool kCausal, class T>
+__global__ void __launch_bounds__(Tr::kThreads) flash_bwd_kernel(Params p) {
+  constexpr int kHS = Tr::kHS, kBMq = Tr::kBMq, kWarps = Tr::kWarps, kBN = Tr::kBN, kLD = Tr::kLD;
+  constexpr int kLDS = Tr::kLDS, kThreads = Tr::kThreads;
+  constexpr int kChunk = (kHS * (kBMq / 16) / kWarps) < 16 ? 16 : (kHS * (kBMq / 16) / kWarps);  // dQ columns per item
+  constexpr int kChunks = kHS / kChunk, kItems = (kBMq / 16) * kChunks;
+  static_assert(kChunk % 16 == 0 && kHS % kChunk == 0, "dQ column chunks are whole 16-column MMA tiles");
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf16* sK = reinterpret_cast<bf16*>(smem) + Tr::kOffK;     // [kBN][kLD]
+  bf16* sV = reinterpret_cast<bf16*>(smem) + Tr::kOffV;     // [kBN][kLD]
+  bf16* sQ2 = reinterpret_cast<bf16*>(smem) + Tr::kOffQ;    // [kQBufs][kBMq][kLD]  (the next tile streams in)
+  bf16* sdO2 = reinterpret_cast<bf16*>(smem) + Tr::kOffdO;  // [kQBufs][kBMq][kLD]
+  bf16* sdS = reinterpret_cast<bf16*>(smem) + Tr::kOffdS;   // [kBN][kLDS]: dSᵀ, keys × queries
+  float* sL = reinterpret_cast<float*>(reinterpret_cast<bf16*>(smem) + Tr::kOffL);  // [kBMq] lse·log2(e)
+  float* sD = sL + kBMq;                                                            // [kBMq]
+
+  const int b = blockIdx.z, h = blockIdx.y;
+  const int seq0 = p.cu[b], len = p.cu[b + 1] - seq0;
+  const int k0 = blockIdx.x * kBN;
+  if (k0 >= len) return;
+  const T* Q = static_cast<const T*>(p.q) + seq0 * p.sq + h * p.hs;
+  const T* dO = static_cast<const T*>(p.dout) + seq0 * p.sdo + h * p.hs;
+  const int qt_begin = kCausal ? k0 / kBMq : 0, qt_end = (len + kBMq - 1) / kBMq;
+  load_tile<kBN, kHS, kThreads>(sK, static_cast<const T*>(p.k) + (seq0 + k0) * p.sk + h * p.hs, p.sk, len - k0, p.hs,
+                                p.vec);
+  load_tile<kBN, kHS, kThreads>(sV, static_cast<const T*>(p.v) + (seq0 + k0) * p.sv + h * p.hs, p.sv, len - k0, p.hs,
+                                p.vec);
+  load_tile<kBMq, kHS, kThreads>(sQ2, Q + qt_begin * kBMq * p.sq, p.sq, len - qt_begin * kBMq, p.hs, p.vec);
+  load_tile<kBMq, kHS, kThreads>(sdO2, dO + qt_begin * kBMq * p.sdo, p.sdo, len - qt_begin * kBMq, p.hs, p.vec);
+  cp_async_commit();
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int mi = lane / 8, r8 = lane % 8;
+  float dk[kHS / 8][4] = {}, dv[kHS / 8][4] = {};
+  const int key0 = k0 + warp * 16 + g;  // this thread's keys: key0, key0 + 8
+
+  for (int qt = qt_begin; qt < qt_end; ++qt) {
+    const int q0 = qt * kBMq, buf = (qt - qt_begin) & 1;
+    if (qt + 1 < qt_end) {  // prefetch the next query tile into the other buffer
+      const int qn = q0 + kBMq;
+      load_tile<kBMq, kHS, kThreads>(sQ2 + (buf ^ 1) * Tr::kTileQ, Q + qn * p.sq, p.sq, len - qn, p.hs, p.vec);
+      load_tile<kBMq, kHS, kThreads>(sdO2 + (buf ^ 1) * Tr::kTileQ, dO + qn * p.sdo, p.sdo, len - qn, p.hs, p.vec);
+    }
+    cp_async_commit();
+    for (int i = threadIdx.x; i < kBMq; i += kThreads) {
+      const bool ok = q0 + i < len;
+      sL[i] = ok ? p.lse[size_t(seq0 + q0 + i) * p.NH + h] * kLog2e : 0.0f;
+      sD[i] = ok ? p.D[size_t(seq0 + q0 + i) * p.NH + h] : 0.0f;
+    }
+    cp_async_wait<1>();  // this tile (and K, V) have landed; the prefetch may still be in flight
+    __syncthreads();
+    const bf16* sQ = sQ2 + buf * Tr::kTileQ;
+    const bf16* sdO = sdO2 + buf * Tr::kTileQ;
+
+    // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ: 16 keys × kBMq queries per warp
+    float sT[kBMq / 8][4] = {}, dpT[kBMq / 8][4] = {};
+#pragma unroll
+    for (int kk = 0; kk < kHS / 16; ++kk) {
+      uint32_t ak[4], av[4];
+      ldmatrix_x4(ak, sK + (warp * 16 + lane % 16) * kLD + kk * 16 + (lane / 16) * 8);
+      ldmatrix_x4(av, sV + (warp * 16 + lane % 16) * kLD + kk * 16 + (lane / 16) * 8);
+#pragma unroll
+      for (int np = 0; np < kBMq / 16; ++np) {
+        const int off = (np * 16 + (mi >> 1) * 8 + r8) * kLD + kk * 16 + (mi & 1) * 8;
+        ldmatrix_mma<false>(sT[2 * np], sT[2 * np + 1], ak, sQ + off);
+        ldmatrix_mma<false>(dpT[2 * np], dpT[2 * np + 1], av, sdO + off);
+      }
+    }
+    // Pᵀ (in sT) and dSᵀ (in dpT)
+#pragma unroll
+    for (int nt = 0; nt < kBMq / 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int ql = nt * 8 + 2 * t + (e & 1), q = q0 + ql, key = key0 + (e >> 1) * 8;
+        const bool ok = q < len && key < len && (!kCausal || q >= key);
+        const float pv = ok ? exp2f(sT[nt][e] * p.scale_log2 - sL[ql]) : 0.0f;
+        sT[nt][e] = pv;
+        dpT[nt][e] = pv * (dpT[nt][e] - sD[ql]);
+      }
+    // dV += Pᵀ·dO, dK += dSᵀ·Q  (k = queries; B operands transposed out of [query][col] tiles)
+#pragma unroll
+    for (int kk = 0; kk < kBMq / 16; ++kk) {
+      uint32_t ap[4], as[4];
+      acc_to_a(ap, sT[2 * kk], sT[2 * kk + 1]);
+      acc_to_a(as, dpT[2 * kk], dpT[2 * kk + 1]);
+#pragma unroll
+      for (int dp = 0; dp < kHS / 16; ++dp) {
+        const int off = (kk * 16 + (mi & 1) * 8 + r8) * kLD + dp * 16 + (mi >> 1) * 8;
+        ldmatrix_mma<true>(dv[2 * dp], dv[2 * dp + 1], ap, sdO + off);
+        ldmatrix_mma<true>(dk[2 * dp], dk[2 * dp + 1], as, sQ + off);
+      }
+    }
+    // dSᵀ → shared memory for dQ, which needs all the keys of the block
+#pragma unroll
+    for (int nt = 0; nt < kBMq / 8; ++nt) {
+      *reinterpret_cast<uint32_t*>(sdS + (warp * 16 + g) * kLDS + nt * 8 + 2 * t) = pack_bf16(dpT[nt][0], dpT[nt][1]);
+      *reinterpret_cast<uint32_t*>(sdS + (warp * 16 + g + 8) * kLDS + nt * 8 + 2 * t) =
+          pack_bf16(dpT[nt][2], dpT[nt][3]);
+    }
+    __syncthreads();
+    // dQ (kBMq × HS) += scale·dS·K over this block's keys: item = (16-row tile mt, column chunk nc)
+    // (A = dS read transposed out of dSᵀ; B = K read transposed out of [key][col])
+    for (int item = warp; item < kItems; item += kWarps) {
+      const int mt = item / kChunks, c0 = (item % kChunks) * kChunk;
+      float acc[kChunk / 8][4] = {};
+#pragma unroll
+      for (int kk = 0; kk < kBN / 16; ++kk) {
+        uint32_t a[4];
+        ldmatrix_x4_trans(a, sdS + (kk * 16 + (mi >> 1) * 8 + r8) * kLDS + mt * 16 + (mi & 1) * 8);
+#pragma unroll
+        for (int dp = 0; dp < kChunk / 16; ++dp)
+          ldmatrix_mma<true>(acc[2 * dp], acc[2 * dp + 1], a,
+                             sK + (kk * 16 + (mi & 1) * 8 + r8) * kLD + c0 + dp * 16 + (mi >> 1) * 8);
+      }
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        const int q = q0 + mt * 16 + g + hr * 8;
+        if (q >= len) continue;
+        float* dst = p.dq_acc + size_t(seq0 + q) * p.NH * p.hs + h * p.hs;
+#pragma unroll
+        for (int dt = 0; dt < kChunk / 8; ++dt) {
+          const int col = c0 + dt * 8 + 2 * t;
+          if (col < p.hs) atomicAdd(dst + col, acc[dt][2 * hr] * p.scale);
+          if (col + 1 < p.hs) atomicAdd(dst + col + 1, acc[dt][2 * hr + 1] * p.scale);
+        }
+      }
+    }
+    __syncthreads();  // sL, sD, sdS and this buffer are overwritten next
+  }
+
+  T* dK = static_cast<T*>(p.dk);
+  T* dV = static_cast<T*>(p.dv);
+#pragma unroll
+  for (int hr = 0; hr < 2; ++hr) {
+    const int key = key0 + hr * 8;
+    if (key >= len) continue;
+#pragma unroll
+    for (int dt = 0; dt < kHS / 8; ++dt) {
+      const int col = dt * 8 + 2 * t;
+      st2(dK + (seq0 + key) * p.sdk + h * p.hs + col, dk[dt][2 * hr] * p.scale, dk[dt][2 * hr + 1] * p.scale,
+          p.hs - col);
+      st2(dV + (seq0 + key) * p.sdv + h * p.hs + col, dv[dt][2 * hr], dv[dt][2 * hr + 1], p.hs - col);
+    }
+  }
+}
+
+template <class Tr, bool kCausal, class T>
+void launch(const AttnShape& s, const Params& p, cudaStream_t st) {
+  auto kernel = flash_bwd_kernel<Tr, kCausal, T>;
+  static PerDevice<cudaError_t> opt_in;
+  opt_in_smem(opt_in, kernel, Tr::kSmemBytes, "attention backward shared memory");
+  const dim3 grid((s.max_len + Tr::kBN - 1) / Tr::kBN, s.NH, s.B);
+  kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, st>>>(p);
+  CAIRN_CUDA_LAUNCH_CHECK("flash attention backward");
+}
+
+template <class Tiling, bool kCausal, class T>
+void launch_hs(const AttnShape& s, const Params& p, cudaStream_t st) {
+  switch (padded_hs(s.HS)) {
+    case 32: return launch<FlashBwd<Tiling, 32>, kCausal, T>(s, p, st);
+    case 64: return launch<FlashBwd<Tiling, 64>, kCausal, T>(s, p, st);
+    default: return launch<FlashBwd<Tiling, 128>, kCausal, T>(s, p, st);
+  }
+}
+template <class Tiling, class T>
+void launch_tiling(const AttnShape& s, const Params& p, cudaStream_t st) {
+  if (s.causal) launch_hs<Tiling, true, T>(s, p, st);
+  else launch_hs<Tiling, false, T>(s, p, st);
+}
+
+}  // namespace
+
+template <class T>
+void bwd_preprocess(const AttnShape& s, const Params& p, cudaStream_t st) {
+  const long warps = long(s.n_tokens) * s.NH;
+  bwd_preprocess_kernel<T><<<static_cast<unsigned>((warps * 32 + 255) / 256), 256, 0, st>>>(p, s.n_tokens);
+  CAIRN_CUDA_LAUNCH_CHECK("attention backward pre-pass");
+}
+
+template <class T>
+void flash_backward(AttnKernel k, const AttnShape& s, const Params& p, cudaStream_t st) {
+  if (k == AttnKernel::Flash128) launch_tiling<Flash128, T>(s, p, st);
+  else launch_tiling<Flash64, T>(s, p, st);
+  const size_t n = size_t(s.n_tokens) * s.NH * s.HS;
+  const unsigned blocks = static_cast<unsigned>(std::min<size_t>((n + 255) / 256, size_t(sm_count()) * 32));
+  bwd_write_dq_kernel<T><<<blocks ? blocks : 1, 256, 0, st>>>(p, s.n_tokens);
+  CAIRN_CUDA_LAUNCH_CHECK("attention backward dq");
+}
+
+template void bwd_preprocess<float>(const AttnShape&, const Params&, cudaStream_t);
+template void bwd_preprocess<bf16>(const AttnShape&, const Params&, cudaStream_t);
+template void flash_backward<float>(AttnKernel, const AttnShape&, const Params&, cudaStream_t);
+template void flash_backward<bf16>(AttnKernel, const AttnShape&, const Params&, cudaStream_t);
+
+}  // namespace cairn::cuda::attn

@@ -1,0 +1,205 @@
+// Flash attention forward (FlashAttention-2 style) and its launcher.
+//
+// Thread mapping: grid (query tiles, NH, B), kWarps·32 threads; a block owns kBM = 16·kMT·kWarps query
+// rows of one (sequence, head), warp w the 16·kMT rows from q0 + 16·kMT·w. K/V tiles of 64 keys stream
+// through shared memory (cp.async, double buffered); each warp computes S = Q·Kᵀ for its rows with
+// mma.sync m16n8k16 (bf16 in, fp32 accumulate), keeps the running max m and sum l, rescales O, and
+// feeds P (bf16, straight from the accumulator registers) into O += P·V. Extra memory: lse only.
+// Precision: S, the softmax statistics, O and lse are fp32; bf16 only as MMA operands.
+// Exponentials use exp2 with the scale folded in: scale_log2 = log2(e)/√HS.
+#include "kernels/attention_common.cuh"
+
+namespace cairn::cuda::attn {
+namespace {
+
+// The forward layout of a tiling at padded head size kHS_, read by the kernel and its launcher.
+// Shared memory (bf16, rows of kLD elements): sQ [kBM][kLD] | sK [kKVBufs][kBN][kLD] | sV [kKVBufs][kBN][kLD].
+template <class Tiling, int kHS_>
+struct FlashFwd {
+  static constexpr int kHS = kHS_, kWarps = Tiling::kFwdWarps, kMT = Tiling::kFwdMT, kThreads = 32 * kWarps;
+  static constexpr int kRows = 16 * kMT;      // query rows per warp
+  static constexpr int kBM = kRows * kWarps;  // query rows per block
+  static constexpr int kBN = 64;              // keys per K/V tile
+  static constexpr int kLD = tile_pitch(kHS), kKVBufs = 2;
+  static constexpr int kTileKV = kBN * kLD;  // elements of one K (or V) buffer
+  static constexpr int kOffQ = 0, kOffK = kOffQ + kBM * kLD, kOffV = kOffK + kKVBufs * kTileKV;
+  static constexpr size_t kSmemBytes = size_t(kOffV + kKVBufs * kTileKV) * sizeof(bf16);
+};
+
+// With kMT = 2 every K/V fragment read from shared memory feeds two MMAs.
+template <class Tr, bool kCausal, class T>
+__global__ void __launch_bounds__(Tr::kThreads) flash_fwd_kernel(Params p) {
+  constexpr int kHS = Tr::kHS, kMT = Tr::kMT, kRows = Tr::kRows, kBM = Tr::kBM, kBN = Tr::kBN, kLD = Tr::kLD;
+  constexpr int kThreads = Tr::kThreads;
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf16* sQ = reinterpret_cast<bf16*>(smem) + Tr::kOffQ;  // [kBM][kLD]
+  bf16* sK = reinterpret_cast<bf16*>(smem) + Tr::kOffK;  // [kKVBufs][kBN][kLD]
+  bf16* sV = reinterpret_cast<bf16*>(smem) + Tr::kOffV;  // [kKVBufs][kBN][kLD]
+
+  const int b = blockIdx.z, h = blockIdx.y;
+  const int seq0 = p.cu[b], len = p.cu[b + 1] - seq0;
+  const int n_qtiles = (len + kBM - 1) / kBM;
+  const int qt = n_qtiles - 1 - static_cast<int>(blockIdx.x);  // longest (causal) tiles launch first
+  if (qt < 0) return;
+  const int q0 = qt * kBM;
+  const int kv_end = kCausal ? min(len, q0 + kBM) : len;
+  const int n_ktiles = (kv_end + kBN - 1) / kBN;
+
+  const T* Q = static_cast<const T*>(p.q) + (seq0 + q0) * p.sq + h * p.hs;
+  const T* K = static_cast<const T*>(p.k) + seq0 * p.sk + h * p.hs;
+  const T* V = static_cast<const T*>(p.v) + seq0 * p.sv + h * p.hs;
+  load_tile<kBM, kHS, kThreads>(sQ, Q, p.sq, len - q0, p.hs, p.vec);
+  load_tile<kBN, kHS, kThreads>(sK, K, p.sk, len, p.hs, p.vec);
+  load_tile<kBN, kHS, kThreads>(sV, V, p.sv, len, p.hs, p.vec);
+  cp_async_commit();
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int mi = lane / 8, r8 = lane % 8;  // ldmatrix: this lane addresses row r8 of matrix mi
+  const int wrow = q0 + warp * kRows;      // the warp's first query row
+  float o[kMT][kHS / 8][4] = {};
+  float m[kMT][2], l[kMT][2];
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt) m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
+
+  for (int j = 0; j < n_ktiles; ++j) {
+    const int buf = j & 1;
+    if (j + 1 < n_ktiles) {  // prefetch the next K/V tile into the other buffer
+      const int kn = (j + 1) * kBN;
+      load_tile<kBN, kHS, kThreads>(sK + (buf ^ 1) * Tr::kTileKV, K + kn * p.sk, p.sk, len - kn, p.hs, p.vec);
+      load_tile<kBN, kHS, kThreads>(sV + (buf ^ 1) * Tr::kTileKV, V + kn * p.sv, p.sv, len - kn, p.hs, p.vec);
+    }
+    cp_async_commit();
+    cp_async_wait<1>();  // everything but the prefetch just issued has landed
+    __syncthreads();
+    const bf16* sKb = sK + buf * Tr::kTileKV;
+    const bf16* sVb = sV + buf * Tr::kTileKV;
+
+    // S = Q·Kᵀ for the warp's rows × 64 keys
+    float s[kMT][kBN / 8][4] = {};
+#pragma unroll
+    for (int kk = 0; kk < kHS / 16; ++kk) {
+      uint32_t qa[kMT][4];
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt)
+        ldmatrix_x4(qa[mt], sQ + (warp * kRows + mt * 16 + lane % 16) * kLD + kk * 16 + (lane / 16) * 8);
+#pragma unroll
+      for (int np = 0; np < kBN / 16; ++np) {
+        uint32_t r[4];
+        ldmatrix_b<false>(r, sKb + (np * 16 + (mi >> 1) * 8 + r8) * kLD + kk * 16 + (mi & 1) * 8);
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) mma_b16(s[mt][2 * np], s[mt][2 * np + 1], qa[mt], r);
+      }
+    }
+    // scale into log2 units; mask keys past the end and (causal) after the query
+    const int kbase = j * kBN;
+    const bool edge = kbase + kBN > len || (kCausal && kbase + kBN - 1 > wrow);
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < kBN / 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          float x = s[mt][nt][e] * p.scale_log2;
+          if (edge) {
+            const int key = kbase + nt * 8 + 2 * t + (e & 1), row = wrow + mt * 16 + g + (e >> 1) * 8;
+            if (key >= len || (kCausal && key > row)) x = -INFINITY;
+          }
+          s[mt][nt][e] = x;
+        }
+    // online softmax for the thread's rows (a row is spread over the 4 threads of a quad)
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < kBN / 8; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * hr], s[mt][nt][2 * hr + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 2));
+        const float m_new = fmaxf(m[mt][hr], mx);
+        const float m_use = m_new == -INFINITY ? 0.0f : m_new;  // a fully masked row stays at zero
+        const float alpha = exp2f(m[mt][hr] - m_use);
+        m[mt][hr] = m_new;
+        l[mt][hr] *= alpha;
+#pragma unroll
+        for (int dt = 0; dt < kHS / 8; ++dt) o[mt][dt][2 * hr] *= alpha, o[mt][dt][2 * hr + 1] *= alpha;
+#pragma unroll
+        for (int nt = 0; nt < kBN / 8; ++nt) {
+          const float p0 = exp2f(s[mt][nt][2 * hr] - m_use), p1 = exp2f(s[mt][nt][2 * hr + 1] - m_use);
+          s[mt][nt][2 * hr] = p0, s[mt][nt][2 * hr + 1] = p1;
+          l[mt][hr] += p0 + p1;
+        }
+      }
+    // O += P·V: the accumulator layout of S is the A-operand layout of P
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk) {
+      uint32_t a[kMT][4];
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) acc_to_a(a[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
+#pragma unroll
+      for (int dp = 0; dp < kHS / 16; ++dp) {
+        uint32_t r[4];
+        ldmatrix_b<true>(r, sVb + (kk * 16 + (mi & 1) * 8 + r8) * kLD + dp * 16 + (mi >> 1) * 8);
+#pragma unroll
+        for (int mt = 0; mt < kMT; ++mt) mma_b16(o[mt][2 * dp], o[mt][2 * dp + 1], a[mt], r);
+      }
+    }
+    __syncthreads();  // this buffer is the target of the next iteration's prefetch
+  }
+
+  T* O = static_cast<T*>(p.o);
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) {
+      float L = l[mt][hr];
+      L += __shfl_xor_sync(kFull, L, 1);
+      L += __shfl_xor_sync(kFull, L, 2);
+      const int row = wrow + mt * 16 + g + hr * 8;
+      if (row >= len) continue;
+      const float inv = L > 0 ? 1.0f / L : 0.0f;
+      T* orow = O + (seq0 + row) * p.so + h * p.hs;
+#pragma unroll
+      for (int dt = 0; dt < kHS / 8; ++dt) {
+        const int col = dt * 8 + 2 * t;
+        st2(orow + col, o[mt][dt][2 * hr] * inv, o[mt][dt][2 * hr + 1] * inv, p.hs - col);
+      }
+      if (t == 0) p.lse[size_t(seq0 + row) * p.NH + h] = L > 0 ? (m[mt][hr] + log2f(L)) * kLn2 : -INFINITY;
+    }
+}
+
+template <class Tr, bool kCausal, class T>
+void launch(const AttnShape& s, const Params& p, cudaStream_t st) {
+  auto kernel = flash_fwd_kernel<Tr, kCausal, T>;
+  static PerDevice<cudaError_t> opt_in;
+  opt_in_smem(opt_in, kernel, Tr::kSmemBytes, "attention forward shared memory");
+  const dim3 grid((s.max_len + Tr::kBM - 1) / Tr::kBM, s.NH, s.B);
+  kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, st>>>(p);
+  CAIRN_CUDA_LAUNCH_CHECK("flash attention forward");
+}
+
+template <class Tiling, bool kCausal, class T>
+void launch_hs(const AttnShape& s, const Params& p, cudaStream_t st) {
+  switch (padded_hs(s.HS)) {
+    case 32: return launch<FlashFwd<Tiling, 32>, kCausal, T>(s, p, st);
+    case 64: return launch<FlashFwd<Tiling, 64>, kCausal, T>(s, p, st);
+    default: return launch<FlashFwd<Tiling, 128>, kCausal, T>(s, p, st);
+  }
+}
+template <class Tiling, class T>
+void launch_tiling(const AttnShape& s, const Params& p, cudaStream_t st) {
+  if (s.causal) launch_hs<Tiling, true, T>(s, p, st);
+  else launch_hs<Tiling, false, T>(s, p, st);
+}
+
+}  // namespace
+
+template <class T>
+void flash_forward(AttnKernel k, const AttnShape& s, const Params& p, cudaStream_t st) {
+  if (k == AttnKernel::Flash128) launch_tiling<Flash128, T>(s, p, st);
+  else launch_tiling<Flash64, T>(s, p, st);
+}
+template void flash_forward<float>(AttnKernel, const AttnShape&, const Params&, cudaStream_t);
+template void flash_forward<bf16>(AttnKernel, const AttnShape&, const Params&, cudaStream_t);
+
+}  // namespace cairn::cuda::attn

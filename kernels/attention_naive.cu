@@ -1,0 +1,122 @@
+// Naive reference attention kernels and their launchers: slow and obviously right, the reference the
+// flash kernels are checked against on the device (tests/gpu, cairn bench attention --device cuda).
+//
+// Thread mapping: grid (ceil(max_len / 128), NH, B), 128 threads; one thread per query row (forward,
+// dQ) or key row (dK, dV) of one (sequence, head), rows of up to kMaxHS columns in registers.
+// Precision: fp32 loads (bf16 widened) and fp32 accumulation throughout; online softmax in the forward,
+// the backward recomputes P from the saved lse (D = rowsum(dO∘O) comes from the pre-pass).
+#include "kernels/attention_common.cuh"
+
+namespace cairn::cuda::attn {
+namespace {
+
+template <bool kCausal, class T>
+__global__ void naive_fwd_kernel(Params p) {
+  const int b = blockIdx.z, h = blockIdx.y;
+  const int seq0 = p.cu[b], len = p.cu[b + 1] - seq0;
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= len) return;
+  const T* q = static_cast<const T*>(p.q) + (seq0 + i) * p.sq + h * p.hs;
+  float qv[kMaxHS], acc[kMaxHS];
+  for (int c = 0; c < p.hs; ++c) qv[c] = ld(q + c), acc[c] = 0.0f;
+  float m = -INFINITY, l = 0.0f;
+  const int end = kCausal ? i + 1 : len;
+  for (int j = 0; j < end; ++j) {
+    const T* k = static_cast<const T*>(p.k) + (seq0 + j) * p.sk + h * p.hs;
+    const T* v = static_cast<const T*>(p.v) + (seq0 + j) * p.sv + h * p.hs;
+    float s = 0;
+    for (int c = 0; c < p.hs; ++c) s += qv[c] * ld(k + c);
+    s *= p.scale;
+    const float m_new = fmaxf(m, s), alpha = __expf(m - m_new), pj = __expf(s - m_new);
+    l = l * alpha + pj;
+    for (int c = 0; c < p.hs; ++c) acc[c] = acc[c] * alpha + pj * ld(v + c);
+    m = m_new;
+  }
+  T* o = static_cast<T*>(p.o) + (seq0 + i) * p.so + h * p.hs;
+  for (int c = 0; c < p.hs; ++c) st(o + c, acc[c] / l);
+  p.lse[size_t(seq0 + i) * p.NH + h] = m + logf(l);
+}
+
+// dQ_i = scale·Σ_j dS_ij·k_j   (thread per query row)
+template <bool kCausal, class T>
+__global__ void naive_bwd_dq_kernel(Params p) {
+  const int b = blockIdx.z, h = blockIdx.y;
+  const int seq0 = p.cu[b], len = p.cu[b + 1] - seq0;
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= len) return;
+  const size_t row = seq0 + i;
+  const T* q = static_cast<const T*>(p.q) + row * p.sq + h * p.hs;
+  const T* dout = static_cast<const T*>(p.dout) + row * p.sdo + h * p.hs;
+  float qv[kMaxHS], dov[kMaxHS], acc[kMaxHS];
+  for (int c = 0; c < p.hs; ++c) qv[c] = ld(q + c), dov[c] = ld(dout + c), acc[c] = 0.0f;
+  const float lse = p.lse[row * p.NH + h], D = p.D[row * p.NH + h];
+  const int end = kCausal ? i + 1 : len;
+  for (int j = 0; j < end; ++j) {
+    const T* k = static_cast<const T*>(p.k) + (seq0 + j) * p.sk + h * p.hs;
+    const T* v = static_cast<const T*>(p.v) + (seq0 + j) * p.sv + h * p.hs;
+    float s = 0, dp = 0;
+    for (int c = 0; c < p.hs; ++c) s += qv[c] * ld(k + c), dp += dov[c] * ld(v + c);
+    const float pij = __expf(s * p.scale - lse), ds = pij * (dp - D);
+    for (int c = 0; c < p.hs; ++c) acc[c] += ds * ld(k + c);
+  }
+  T* dq = static_cast<T*>(p.dq) + row * p.sdq + h * p.hs;
+  for (int c = 0; c < p.hs; ++c) st(dq + c, acc[c] * p.scale);
+}
+
+// dV_j = Σ_i P_ij·dO_i,  dK_j = scale·Σ_i dS_ij·q_i   (thread per key row)
+template <bool kCausal, class T>
+__global__ void naive_bwd_dkv_kernel(Params p) {
+  const int b = blockIdx.z, h = blockIdx.y;
+  const int seq0 = p.cu[b], len = p.cu[b + 1] - seq0;
+  const int j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= len) return;
+  const size_t row = seq0 + j;
+  const T* k = static_cast<const T*>(p.k) + row * p.sk + h * p.hs;
+  const T* v = static_cast<const T*>(p.v) + row * p.sv + h * p.hs;
+  float kv[kMaxHS], vv[kMaxHS], dk[kMaxHS], dv[kMaxHS];
+  for (int c = 0; c < p.hs; ++c) kv[c] = ld(k + c), vv[c] = ld(v + c), dk[c] = dv[c] = 0.0f;
+  for (int i = kCausal ? j : 0; i < len; ++i) {
+    const size_t qrow = seq0 + i;
+    const T* q = static_cast<const T*>(p.q) + qrow * p.sq + h * p.hs;
+    const T* dout = static_cast<const T*>(p.dout) + qrow * p.sdo + h * p.hs;
+    float s = 0, dp = 0;
+    for (int c = 0; c < p.hs; ++c) s += ld(q + c) * kv[c], dp += ld(dout + c) * vv[c];
+    const float pij = __expf(s * p.scale - p.lse[qrow * p.NH + h]), ds = pij * (dp - p.D[qrow * p.NH + h]);
+    for (int c = 0; c < p.hs; ++c) dv[c] += pij * ld(dout + c), dk[c] += ds * ld(q + c);
+  }
+  T* dkp = static_cast<T*>(p.dk) + row * p.sdk + h * p.hs;
+  T* dvp = static_cast<T*>(p.dv) + row * p.sdv + h * p.hs;
+  for (int c = 0; c < p.hs; ++c) st(dkp + c, dk[c] * p.scale), st(dvp + c, dv[c]);
+}
+
+constexpr int kThreads = 128;
+
+dim3 grid_of(const AttnShape& s) { return dim3((s.max_len + kThreads - 1) / kThreads, s.NH, s.B); }
+
+}  // namespace
+
+template <class T>
+void naive_forward(const AttnShape& s, const Params& p, cudaStream_t st) {
+  if (s.causal) naive_fwd_kernel<true, T><<<grid_of(s), kThreads, 0, st>>>(p);
+  else naive_fwd_kernel<false, T><<<grid_of(s), kThreads, 0, st>>>(p);
+  CAIRN_CUDA_LAUNCH_CHECK("naive attention forward");
+}
+
+template <class T>
+void naive_backward(const AttnShape& s, const Params& p, cudaStream_t st) {
+  if (s.causal) {
+    naive_bwd_dq_kernel<true, T><<<grid_of(s), kThreads, 0, st>>>(p);
+    naive_bwd_dkv_kernel<true, T><<<grid_of(s), kThreads, 0, st>>>(p);
+  } else {
+    naive_bwd_dq_kernel<false, T><<<grid_of(s), kThreads, 0, st>>>(p);
+    naive_bwd_dkv_kernel<false, T><<<grid_of(s), kThreads, 0, st>>>(p);
+  }
+  CAIRN_CUDA_LAUNCH_CHECK("naive attention backward");
+}
+
+template void naive_forward<float>(const AttnShape&, const Params&, cudaStream_t);
+template void naive_forward<bf16>(const AttnShape&, const Params&, cudaStream_t);
+template void naive_backward<float>(const AttnShape&, const Params&, cudaStream_t);
+template void naive_backward<bf16>(const AttnShape&, const Params&, cudaStream_t);
+
+}  // namespace cairn::cuda::attn
