@@ -9,7 +9,8 @@
 
 namespace cairn::cpu {
 
-// linear.cpp — Eigen GEMMs, rows split across threads
+// linear.cpp — Eigen GEMMs, threaded by Eigen over the OpenMP threads of the op (blocking fixed per
+// thread count, so deterministic for a given count)
 void linear_forward(float* out, const float* inp, const float* W, const float* b, int N, int I, int O);
 void linear_backward(float* dinp, float* dW, float* db, const float* dout, const float* inp, const float* W, int N,
                      int I, int O);
