@@ -127,6 +127,31 @@ struct Flash128 {
   static constexpr int kBwdWarps = 8;              // backward: 8 warps × 16 keys = 128-key blocks
 };
 
+// The flash launch dispatch shared by forward and backward: picks the tiling (AttnKernel), the padded
+// head size and the mask at run time and calls launch(Tag<Layout<Tiling, kHS>>{}, bool_constant<kCausal>{})
+// — one kernel instantiation per combination. Layout is FlashFwd or FlashBwd.
+template <class T>
+struct Tag {
+  using type = T;
+};
+template <template <class, int> class Layout, class Tiling, class F>
+void dispatch_hs_mask(const AttnShape& s, F&& launch) {
+  auto with_mask = [&](auto layout) {
+    if (s.causal) launch(layout, std::true_type{});
+    else launch(layout, std::false_type{});
+  };
+  switch (padded_hs(s.HS)) {
+    case 32: return with_mask(Tag<Layout<Tiling, 32>>{});
+    case 64: return with_mask(Tag<Layout<Tiling, 64>>{});
+    default: return with_mask(Tag<Layout<Tiling, 128>>{});
+  }
+}
+template <template <class, int> class Layout, class F>
+void dispatch_flash(AttnKernel k, const AttnShape& s, F&& launch) {
+  if (k == AttnKernel::Flash128) dispatch_hs_mask<Layout, Flash128>(s, launch);
+  else dispatch_hs_mask<Layout, Flash64>(s, launch);
+}
+
 // Opts `kernel` in to `bytes` of dynamic shared memory (past the default 48 KiB). The attribute belongs
 // to the device, so `table` (a function-local static: one per kernel instantiation) sets it once per
 // device and keeps the result.

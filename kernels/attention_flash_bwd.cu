@@ -216,20 +216,6 @@ void launch(const AttnShape& s, const Params& p, cudaStream_t st) {
   CAIRN_CUDA_LAUNCH_CHECK("flash attention backward");
 }
 
-template <class Tiling, bool kCausal, class T>
-void launch_hs(const AttnShape& s, const Params& p, cudaStream_t st) {
-  switch (padded_hs(s.HS)) {
-    case 32: return launch<FlashBwd<Tiling, 32>, kCausal, T>(s, p, st);
-    case 64: return launch<FlashBwd<Tiling, 64>, kCausal, T>(s, p, st);
-    default: return launch<FlashBwd<Tiling, 128>, kCausal, T>(s, p, st);
-  }
-}
-template <class Tiling, class T>
-void launch_tiling(const AttnShape& s, const Params& p, cudaStream_t st) {
-  if (s.causal) launch_hs<Tiling, true, T>(s, p, st);
-  else launch_hs<Tiling, false, T>(s, p, st);
-}
-
 }  // namespace
 
 template <class T>
@@ -241,8 +227,9 @@ void bwd_preprocess(const AttnShape& s, const Params& p, cudaStream_t st) {
 
 template <class T>
 void flash_backward(AttnKernel k, const AttnShape& s, const Params& p, cudaStream_t st) {
-  if (k == AttnKernel::Flash128) launch_tiling<Flash128, T>(s, p, st);
-  else launch_tiling<Flash64, T>(s, p, st);
+  dispatch_flash<FlashBwd>(k, s, [&](auto layout, auto causal) {
+    launch<typename decltype(layout)::type, decltype(causal)::value, T>(s, p, st);
+  });
   const size_t n = size_t(s.n_tokens) * s.NH * s.HS;
   const unsigned blocks = static_cast<unsigned>(std::min<size_t>((n + 255) / 256, size_t(sm_count()) * 32));
   bwd_write_dq_kernel<T><<<blocks ? blocks : 1, 256, 0, st>>>(p, s.n_tokens);

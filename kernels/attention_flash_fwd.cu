@@ -178,26 +178,13 @@ void launch(const AttnShape& s, const Params& p, cudaStream_t st) {
   CAIRN_CUDA_LAUNCH_CHECK("flash attention forward");
 }
 
-template <class Tiling, bool kCausal, class T>
-void launch_hs(const AttnShape& s, const Params& p, cudaStream_t st) {
-  switch (padded_hs(s.HS)) {
-    case 32: return launch<FlashFwd<Tiling, 32>, kCausal, T>(s, p, st);
-    case 64: return launch<FlashFwd<Tiling, 64>, kCausal, T>(s, p, st);
-    default: return launch<FlashFwd<Tiling, 128>, kCausal, T>(s, p, st);
-  }
-}
-template <class Tiling, class T>
-void launch_tiling(const AttnShape& s, const Params& p, cudaStream_t st) {
-  if (s.causal) launch_hs<Tiling, true, T>(s, p, st);
-  else launch_hs<Tiling, false, T>(s, p, st);
-}
-
 }  // namespace
 
 template <class T>
 void flash_forward(AttnKernel k, const AttnShape& s, const Params& p, cudaStream_t st) {
-  if (k == AttnKernel::Flash128) launch_tiling<Flash128, T>(s, p, st);
-  else launch_tiling<Flash64, T>(s, p, st);
+  dispatch_flash<FlashFwd>(k, s, [&](auto layout, auto causal) {
+    launch<typename decltype(layout)::type, decltype(causal)::value, T>(s, p, st);
+  });
 }
 template void flash_forward<float>(AttnKernel, const AttnShape&, const Params&, cudaStream_t);
 template void flash_forward<bf16>(AttnKernel, const AttnShape&, const Params&, cudaStream_t);
