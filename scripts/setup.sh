@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs every build, test and benchmark dependency of cairn from Debian packages. Idempotent:
-# packages already present are skipped. Needs root (or sudo). Set CAIRN_SKIP_TORCH=1 to leave out
-# PyTorch (used only by the interoperability test and the comparison benchmarks).
+# Installs every build, test and benchmark dependency of cairn: Debian packages, then (unless
+# CAIRN_SKIP_TORCH=1) the Python references of the tests in .venv (scripts/requirements-ref.txt, from
+# PyPI, over Debian's torch and numpy). Idempotent: what is present is skipped. Needs root (or sudo).
 set -euo pipefail
 
 pkgs=(
@@ -13,9 +13,10 @@ pkgs=(
   zlib1g-dev                          # .gz input
   libgtest-dev libgmock-dev           # tests
   libbenchmark-dev                    # Google Benchmark
+  libpcre2-dev                        # Unicode regexes of byte-level BPE pre-tokenizers
 )
 if [ "${CAIRN_SKIP_TORCH:-0}" != 1 ]; then
-  pkgs+=(python3 python3-numpy python3-torch python3-sentencepiece libopenblas0-pthread)
+  pkgs+=(python3 python3-numpy python3-torch python3-sentencepiece python3-venv python3-pip libopenblas0-pthread)
 fi
 
 missing=()
@@ -24,10 +25,23 @@ for p in "${pkgs[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all ${#pkgs[@]} packages present"
-  exit 0
+else
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO=sudo
-echo "setup: installing ${missing[*]}"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+if [ "${CAIRN_SKIP_TORCH:-0}" != 1 ]; then
+  here=$(cd "$(dirname "$0")/.." && pwd)
+  venv="$here/.venv"
+  req="$here/scripts/requirements-ref.txt"
+  stamp="$venv/.requirements"
+  if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$stamp"; then
+    echo "setup: Python references into $venv"
+    /usr/bin/python3 -m venv --system-site-packages "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+    cp "$req" "$stamp"
+  fi
+fi

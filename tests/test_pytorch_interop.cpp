@@ -38,7 +38,8 @@ TEST(PyTorchInterop, LoadPytorchReproducesCairnScore) {
     pairs += nlohmann::json({{"prompt", "Tell me about item " + std::to_string(i) + " in the garden, é 字"},
                              {"chosen", "A careful answer about tomatoes and rivers."}, {"rejected", "No."}}).dump() + "\n";
   train_tokenizer({d.write("p.jsonl", pairs)}, d.file("tokenizer.model"), 400, "bpe");
-  Tokenizer tok(d.file("tokenizer.model"));
+  auto tok_ptr = load_sentencepiece(d.file("tokenizer.model"));
+  const Tokenizer& tok = *tok_ptr;
   ModelConfig cfg;
   cfg.vocab_size = tok.vocab_size(), cfg.max_seq_len = 24, cfg.d_model = 32, cfg.n_layers = 2, cfg.n_heads = 4, cfg.d_ff = 64;
   cfg.n_heads_out = 2, cfg.head_names = {"helpful", "harmless"}, cfg.head_weights = {0.7f, 0.3f};

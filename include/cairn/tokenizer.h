@@ -1,5 +1,5 @@
-// SentencePiece tokenizer wrapper. Model input = [BOS] + ids(text) + [EOS], left-truncated to
-// max_seq_len (the end of the text, where the response is, is kept).
+// Tokenizers. Model input = [BOS] + ids(text) + [EOS] (where the tokenizer adds them), left-truncated
+// to max_seq_len (the end of the text, where the response is, is kept).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -8,21 +8,38 @@
 
 namespace cairn {
 
+// A tokenizer: SentencePiece (models trained by `cairn tokenizer train`, from-scratch runs) or
+// byte-level BPE (the pretrained model's own, from tokenizer.json or GGUF metadata: bpe_tokenizer.h).
 class Tokenizer {
  public:
-  explicit Tokenizer(const std::string& model_path);  // DataError when missing or not a SentencePiece model
-  ~Tokenizer();
-  std::vector<int32_t> encode(const std::string& text) const;
-  std::vector<int32_t> encode_for_model(const std::string& text, int max_seq_len, bool* truncated) const;
-  int vocab_size() const;
-  int bos_id() const;
-  int eos_id() const;
-  int pad_id() const;
+  virtual ~Tokenizer() = default;
+  virtual std::string kind() const = 0;  // "sentencepiece" | "bpe"
+  // Ids of text with nothing added. A byte-level BPE tokenizer recognises its special tokens written
+  // in the text (e.g. "<|im_end|>"); SentencePiece treats all text as text.
+  virtual std::vector<int32_t> encode(const std::string& text) const = 0;
+  virtual std::string decode(const std::vector<int32_t>& ids) const = 0;
+  virtual int vocab_size() const = 0;
+  virtual int bos_id() const = 0;
+  virtual int eos_id() const = 0;
+  virtual int pad_id() const = 0;
+  // Whether model input gets a BOS first / an EOS last (SentencePiece: both; a pretrained BPE
+  // tokenizer: as its configuration says — a chat template already ends the text itself).
+  virtual bool add_bos() const = 0;
+  virtual bool add_eos() const = 0;
+  // Writes the tokenizer to `path` in its own format (tokenizer.model or tokenizer.json), atomically.
+  virtual void save(const std::string& path) const = 0;
+  // The file name a run directory keeps it under: "tokenizer.model" or "tokenizer.json".
+  std::string file_name() const { return kind() == "bpe" ? "tokenizer.json" : "tokenizer.model"; }
 
- private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  // Model input: [BOS] + encode(text) + [EOS] (as add_bos/add_eos say), left-truncated to
+  // max_seq_len: the end (the response, and EOS) is kept, the start (and BOS) cut.
+  std::vector<int32_t> encode_for_model(const std::string& text, int max_seq_len, bool* truncated) const;
 };
+
+// A SentencePiece model file (DataError when missing or not a SentencePiece model with BOS and EOS).
+std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path);
+// The tokenizer of a run directory: tokenizer.json (byte-level BPE) if present, else tokenizer.model.
+std::unique_ptr<Tokenizer> load_run_tokenizer(const std::string& run_dir);
 
 // Trains a SentencePiece model (type "bpe" or "unigram") on the rendered texts of pair files and
 // writes it atomically to model_out. Ids: pad 0, bos 1, eos 2, unk 3; byte fallback on, so no text is

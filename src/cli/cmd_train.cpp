@@ -150,7 +150,8 @@ int run(int argc, char** argv) {
                  a["train"].as<std::string>().c_str());
     train_tokenizer({a["train"].as<std::string>()}, tok_path, a["vocab-size"].as<int>(), "bpe");
   }
-  Tokenizer tok(tok_path);
+  const std::unique_ptr<Tokenizer> tok_ptr = load_sentencepiece(tok_path);
+  const Tokenizer& tok = *tok_ptr;
 
   ModelConfig cfg;
   if (resume) {

@@ -10,6 +10,7 @@
 
 #include <unistd.h>
 
+#include "cairn/bpe_tokenizer.h"
 #include "cairn/data.h"
 #include "cairn/errors.h"
 #include "cairn/io.h"
@@ -19,44 +20,67 @@ namespace fs = std::filesystem;
 
 namespace cairn {
 
-struct Tokenizer::Impl {
-  sentencepiece::SentencePieceProcessor sp;
-};
-
-Tokenizer::Tokenizer(const std::string& path) : impl_(std::make_unique<Impl>()) {
-  if (!fs::exists(path)) throw DataError(path, 0, "tokenizer model not found");
-  const auto st = impl_->sp.Load(path);
-  if (!st.ok()) throw DataError(path, 0, "not a SentencePiece model (" + st.ToString() + ")");
-  if (impl_->sp.bos_id() < 0 || impl_->sp.eos_id() < 0)
-    throw DataError(path, 0, "the tokenizer defines no BOS/EOS pieces (train it with cairn tokenizer train)");
-}
-
-Tokenizer::~Tokenizer() = default;
-
-std::vector<int32_t> Tokenizer::encode(const std::string& text) const {
-  std::vector<int> ids;
-  const auto st = impl_->sp.Encode(text, &ids);
-  if (!st.ok()) throw std::runtime_error("tokenizer: " + st.ToString());
-  return {ids.begin(), ids.end()};
-}
-
 std::vector<int32_t> Tokenizer::encode_for_model(const std::string& text, int max_seq_len, bool* truncated) const {
   std::vector<int32_t> ids = encode(text);
   std::vector<int32_t> seq;
   seq.reserve(ids.size() + 2);
-  seq.push_back(bos_id());
+  if (add_bos()) seq.push_back(bos_id());
   seq.insert(seq.end(), ids.begin(), ids.end());
-  seq.push_back(eos_id());
+  if (add_eos()) seq.push_back(eos_id());
+  if (seq.empty()) seq.push_back(eos_id());  // an empty text still has a last token to read
   const bool cut = static_cast<int>(seq.size()) > max_seq_len;
   if (cut) seq.erase(seq.begin(), seq.end() - max_seq_len);  // keep the end; EOS stays last
   if (truncated) *truncated = cut;
   return seq;
 }
 
-int Tokenizer::vocab_size() const { return impl_->sp.GetPieceSize(); }
-int Tokenizer::bos_id() const { return impl_->sp.bos_id(); }
-int Tokenizer::eos_id() const { return impl_->sp.eos_id(); }
-int Tokenizer::pad_id() const { return std::max(0, impl_->sp.pad_id()); }
+namespace {
+
+class SentencePieceTokenizer final : public Tokenizer {
+ public:
+  explicit SentencePieceTokenizer(const std::string& path) {
+    if (!fs::exists(path)) throw DataError(path, 0, "tokenizer model not found");
+    const auto st = sp_.Load(path);
+    if (!st.ok()) throw DataError(path, 0, "not a SentencePiece model (" + st.ToString() + ")");
+    if (sp_.bos_id() < 0 || sp_.eos_id() < 0)
+      throw DataError(path, 0, "the tokenizer defines no BOS/EOS pieces (train it with cairn tokenizer train)");
+  }
+  std::string kind() const override { return "sentencepiece"; }
+  std::vector<int32_t> encode(const std::string& text) const override {
+    std::vector<int> ids;
+    const auto st = sp_.Encode(text, &ids);
+    if (!st.ok()) throw std::runtime_error("tokenizer: " + st.ToString());
+    return {ids.begin(), ids.end()};
+  }
+  std::string decode(const std::vector<int32_t>& ids) const override {
+    std::string out;
+    const auto st = sp_.Decode(std::vector<int>(ids.begin(), ids.end()), &out);
+    if (!st.ok()) throw std::runtime_error("tokenizer: " + st.ToString());
+    return out;
+  }
+  int vocab_size() const override { return sp_.GetPieceSize(); }
+  int bos_id() const override { return sp_.bos_id(); }
+  int eos_id() const override { return sp_.eos_id(); }
+  int pad_id() const override { return std::max(0, sp_.pad_id()); }
+  bool add_bos() const override { return true; }
+  bool add_eos() const override { return true; }
+  void save(const std::string& path) const override { write_file_atomic(path, sp_.serialized_model_proto()); }
+
+ private:
+  sentencepiece::SentencePieceProcessor sp_;
+};
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path) {
+  return std::make_unique<SentencePieceTokenizer>(model_path);
+}
+
+std::unique_ptr<Tokenizer> load_run_tokenizer(const std::string& run_dir) {
+  const fs::path json = fs::path(run_dir) / "tokenizer.json";
+  if (fs::exists(json)) return load_bpe_tokenizer(json.string());
+  return load_sentencepiece((fs::path(run_dir) / "tokenizer.model").string());
+}
 
 // SentencePiece 0.1.97's BPE trainer crashes on long whitespace-free runs (seen on real data: a
 // 65,000-character "+----" table rule, 9,000 "!"). The training corpus therefore breaks runs longer
