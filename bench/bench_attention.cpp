@@ -30,10 +30,10 @@ struct Inputs {
 void BM_Attention(benchmark::State& st, AttnImpl impl, bool backward) {
   Inputs in(static_cast<int>(st.range(0)));
   for (auto _ : st) {
-    cairn::cpu::attention_forward(impl, in.out.data(), in.lse.data(), in.qkv.data(), in.cu.data(), in.B, in.H, in.d, true);
+    cairn::cpu::attention_forward(impl, in.out.data(), in.lse.data(), in.qkv.data(), in.cu.data(), in.B, in.H, in.H, in.d, true);
     if (backward)
       cairn::cpu::attention_backward(impl, in.dqkv.data(), in.dout.data(), in.qkv.data(), in.out.data(), in.lse.data(),
-                                     in.cu.data(), in.B, in.H, in.d, true);
+                                     in.cu.data(), in.B, in.H, in.H, in.d, true);
     benchmark::DoNotOptimize(in.out.data());
     benchmark::ClobberMemory();
   }

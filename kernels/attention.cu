@@ -1,19 +1,24 @@
 // Scaled dot-product attention on packed variable-length sequences: the GPU ladder, and the public
 // entry points of kernels/kernels.h that dispatch to it.
 //
+// Grouped-query: NH query heads read NKV key/value heads (query head h reads h / (NH/NKV)); NKV = NH is
+// plain multi-head attention.
+//
 //   Naive  one thread per query row (forward, dQ) or key row (dK, dV); fp32 loads and accumulation,
 //          online softmax. Slow and obviously right: the reference the flash kernels are checked
 //          against on the device (tests/gpu, cairn bench attention --device cuda).   attention_naive.cu
 //   Flash  FlashAttention-2 style. Forward: a block of kWarps warps owns 16·kMT·kWarps query rows of
-//          one (sequence, head); K/V tiles of 64 keys stream through shared memory (cp.async, double
+//          one (sequence, query head); the K/V tiles of its key/value head, 64 keys each, stream
+//          through shared memory (cp.async, double
 //          buffered); each warp computes S = Q·Kᵀ for its rows with mma.sync m16n8k16 (bf16 in,
 //          fp32 accumulate), keeps the running max m and sum l, rescales O, and feeds P (bf16,
 //          straight from the accumulator registers) into O += P·V. Extra memory: lse only.
 //                                                                                 attention_flash_fwd.cu
-//          Backward: a block of kWarps warps owns 16·kWarps keys (16 per warp) and walks the query
-//          tiles, recomputing P from the saved lse:
+//          Backward: a block of kWarps warps owns 16·kWarps keys (16 per warp) of one key/value head
+//          and walks the query tiles of each query head of its group in turn, recomputing P from the
+//          saved lse:
 //            Sᵀ = K·Qᵀ,  Pᵀ = exp(scale·Sᵀ − lse),  dPᵀ = V·dOᵀ,  dSᵀ = Pᵀ∘(dPᵀ − D),  D = rowsum(dO∘O)
-//            dV += Pᵀ·dO,  dK += scale·dSᵀ·Q   (registers, written once at the end)
+//            dV += Pᵀ·dO,  dK += scale·dSᵀ·Q   (registers, summed over the group, written once at the end)
 //            dQ += scale·dS·K                  (dSᵀ staged in shared memory; fp32 atomics into a workspace)
 //          Workspace: dQ accumulator [N, NH·HS] + D [N, NH], fp32.                attention_flash_bwd.cu
 //          Tilings (attention_common.cuh): Flash64 = 64-row query blocks (4 warps × 16 rows) and 64-key
@@ -40,7 +45,8 @@ using attn::Params;
 
 Params make_params(const AttnShape& s) {
   Params p{};
-  p.cu = s.cu_seqlens, p.NH = s.NH, p.hs = s.HS;
+  p.cu = s.cu_seqlens, p.NH = s.NH, p.NKV = s.NKV, p.group = s.group(), p.hs = s.HS;
+  p.group_magic = attn::group_magic(p.group);
   p.scale = 1.0f / sqrtf(static_cast<float>(s.HS));
   p.scale_log2 = p.scale * attn::kLog2e;
   return p;
@@ -90,6 +96,9 @@ void backward_typed(AttnKernel k, const AttnShape& s, const AttnBwd& a, cudaStre
 void check_shape(const AttnShape& s) {
   attn::check_head_size(s.HS);
   if (s.B < 0 || s.NH < 1 || s.max_len < 0) throw std::invalid_argument("CUDA attention: bad shape");
+  if (s.NKV < 1 || s.NH % s.NKV)
+    throw std::invalid_argument("CUDA attention: the query heads must be a multiple of the key/value heads (NKV >= 1)");
+  if (s.NH > 65535) throw std::invalid_argument("CUDA attention: at most 65535 query heads");  // grid y; kv_head
 }
 
 }  // namespace

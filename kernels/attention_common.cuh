@@ -32,6 +32,9 @@ constexpr int padded_hs(int hs) { return hs <= 32 ? 32 : hs <= 64 ? 64 : 128; }
 // shifts consecutive rows by 4 banks, which keeps ldmatrix free of bank conflicts.
 constexpr int tile_pitch(int cols) { return cols + 8; }
 
+// Grouped-query attention: q, out, dout, dq, lse, D and dq_acc have NH (query) heads; k, v, dk, dv
+// have NKV = NH / group heads, and query head h reads key/value head h / group (kv_head), at
+// columns kv_head(h)·hs of the k / v rows.
 struct Params {
   const void *q, *k, *v, *out, *dout;
   long sq, sk, sv, so, sdo;
@@ -41,10 +44,21 @@ struct Params {
   float* dq_acc;  // [N, NH·hs]
   float* D;       // [N, NH]
   const int32_t* cu;
-  int NH, hs;
+  int NH, NKV, group, hs;  // group = NH / NKV query heads per key/value head
+  unsigned group_magic;    // ⌈2³²/group⌉ (group ≥ 2): h / group = umulhi(h, group_magic), see kv_head
   float scale, scale_log2;
   bool vec;  // fp32 rows may be read as float4
 };
+// The key/value head of query head h: h / group, as a multiply-high rather than an integer division
+// (which perturbs the register allocation of the flash kernels for nothing). Exact: with m = ⌈2³²/d⌉ =
+// (2³² + e)/d, 0 ≤ e < d, h·m/2³² = h/d + h·e/(d·2³²), and the excess h·e/(d·2³²) < 1/d (h·d < 2³²)
+// never reaches the next integer, the fractional part of h/d being at most (d − 1)/d.
+inline unsigned group_magic(int group) {
+  return group >= 2 ? static_cast<unsigned>(((uint64_t(1) << 32) + group - 1) / group) : 0u;
+}
+__device__ __forceinline__ int kv_head(const Params& p, int h) {
+  return p.group == 1 ? h : static_cast<int>(__umulhi(static_cast<unsigned>(h), p.group_magic));
+}
 
 template <class T>
 __device__ __forceinline__ float ld(const T* p) {

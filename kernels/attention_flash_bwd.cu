@@ -1,13 +1,19 @@
 // Flash attention backward (FlashAttention-2 style), its pre- and post-pass, and their launchers.
 //
-// Thread mapping: grid (key tiles, NH, B), kWarps·32 threads; a block owns kBN = 16·kWarps keys of one
-// (sequence, head), warp w the keys k0 + 16w .. k0 + 16w + 15, and walks the query tiles (kBMq rows,
-// cp.async double buffered), recomputing P from the saved lse:
+// Thread mapping: grid (key tiles, NKV, B), kWarps·32 threads; a block owns kBN = 16·kWarps keys of one
+// (sequence, key/value head kvh), warp w the keys k0 + 16w .. k0 + 16w + 15, and walks the query tiles
+// (kBMq rows, cp.async double buffered) of each query head h = kvh·group .. kvh·group + group − 1 that
+// reads kvh, in turn (one pipeline: the prefetch after a head's last tile is the next head's first),
+// recomputing P from the saved lse of head h:
 //   Sᵀ = K·Qᵀ,  Pᵀ = exp(scale·Sᵀ − lse),  dPᵀ = V·dOᵀ,  dSᵀ = Pᵀ∘(dPᵀ − D),  D = rowsum(dO∘O)
 //   dV += Pᵀ·dO,  dK += scale·dSᵀ·Q   (registers, written once at the end)
 //   dQ += scale·dS·K                  (dSᵀ staged in shared memory; fp32 atomics into a workspace)
+// Grouped-query attention: K and V are shared by the group, so dK = Σ_h scale·dS_hᵀ·Q_h and
+// dV = Σ_h P_hᵀ·dO_h, summed over the group's query heads in the same registers in a fixed order
+// (deterministic; no dK/dV workspace). dQ of head h is its own columns of the accumulator, reached by
+// the blocks of every key tile of kvh (atomics, as for multi-head attention).
 // The dQ product is split over all warps of the block: (16-row tile, column chunk) items.
-// Pre-pass: one warp per (row, head). Post-pass: grid-stride, one thread per element.
+// Pre-pass: one warp per (row, query head). Post-pass: grid-stride, one thread per element.
 // Precision: the MMAs take bf16 operands and accumulate fp32; P, dS, D, lse and the dQ accumulator are
 // fp32. Workspace: dQ accumulator [N, NH·HS] + D [N, NH], fp32.
 #include "kernels/attention_common.cuh"
@@ -76,19 +82,22 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_bwd_kernel(Params p) {
   float* sL = reinterpret_cast<float*>(reinterpret_cast<bf16*>(smem) + Tr::kOffL);  // [kBMq] lse·log2(e)
   float* sD = sL + kBMq;                                                            // [kBMq]
 
-  const int b = blockIdx.z, h = blockIdx.y;
+  const int b = blockIdx.z, kvh = blockIdx.y;  // the key/value head
   const int seq0 = p.cu[b], len = p.cu[b + 1] - seq0;
   const int k0 = blockIdx.x * kBN;
   if (k0 >= len) return;
-  const T* Q = static_cast<const T*>(p.q) + seq0 * p.sq + h * p.hs;
-  const T* dO = static_cast<const T*>(p.dout) + seq0 * p.sdo + h * p.hs;
-  const int qt_begin = kCausal ? k0 / kBMq : 0, qt_end = (len + kBMq - 1) / kBMq;
-  load_tile<kBN, kHS, kThreads>(sK, static_cast<const T*>(p.k) + (seq0 + k0) * p.sk + h * p.hs, p.sk, len - k0, p.hs,
+  const T* Q = static_cast<const T*>(p.q) + seq0 * p.sq;  // + h·hs: query head h
+  const T* dO = static_cast<const T*>(p.dout) + seq0 * p.sdo;
+  const int qt_begin = kCausal ? k0 / kBMq : 0, qt_end = (len + kBMq - 1) / kBMq;  // qt_begin < qt_end
+  const int h_begin = kvh * p.group, h_end = h_begin + p.group;                    // the group's query heads
+  load_tile<kBN, kHS, kThreads>(sK, static_cast<const T*>(p.k) + (seq0 + k0) * p.sk + kvh * p.hs, p.sk, len - k0, p.hs,
                                 p.vec);
-  load_tile<kBN, kHS, kThreads>(sV, static_cast<const T*>(p.v) + (seq0 + k0) * p.sv + h * p.hs, p.sv, len - k0, p.hs,
+  load_tile<kBN, kHS, kThreads>(sV, static_cast<const T*>(p.v) + (seq0 + k0) * p.sv + kvh * p.hs, p.sv, len - k0, p.hs,
                                 p.vec);
-  load_tile<kBMq, kHS, kThreads>(sQ2, Q + qt_begin * kBMq * p.sq, p.sq, len - qt_begin * kBMq, p.hs, p.vec);
-  load_tile<kBMq, kHS, kThreads>(sdO2, dO + qt_begin * kBMq * p.sdo, p.sdo, len - qt_begin * kBMq, p.hs, p.vec);
+  load_tile<kBMq, kHS, kThreads>(sQ2, Q + qt_begin * kBMq * p.sq + h_begin * p.hs, p.sq, len - qt_begin * kBMq, p.hs,
+                                 p.vec);
+  load_tile<kBMq, kHS, kThreads>(sdO2, dO + qt_begin * kBMq * p.sdo + h_begin * p.hs, p.sdo, len - qt_begin * kBMq,
+                                 p.hs, p.vec);
   cp_async_commit();
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -96,12 +105,18 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_bwd_kernel(Params p) {
   float dk[kHS / 8][4] = {}, dv[kHS / 8][4] = {};
   const int key0 = k0 + warp * 16 + g;  // this thread's keys: key0, key0 + 8
 
-  for (int qt = qt_begin; qt < qt_end; ++qt) {
-    const int q0 = qt * kBMq, buf = (qt - qt_begin) & 1;
-    if (qt + 1 < qt_end) {  // prefetch the next query tile into the other buffer
-      const int qn = q0 + kBMq;
-      load_tile<kBMq, kHS, kThreads>(sQ2 + (buf ^ 1) * Tr::kTileQ, Q + qn * p.sq, p.sq, len - qn, p.hs, p.vec);
-      load_tile<kBMq, kHS, kThreads>(sdO2 + (buf ^ 1) * Tr::kTileQ, dO + qn * p.sdo, p.sdo, len - qn, p.hs, p.vec);
+  // Iterations (h, qt), qt fastest: h = h_begin .. h_end − 1, qt = qt_begin .. qt_end − 1.
+  int h = h_begin, qt = qt_begin;
+  for (int it = 0; h < h_end; ++it) {
+    const int q0 = qt * kBMq, buf = it & 1;
+    int hn = h, qtn = qt + 1;  // the next iteration's tile
+    if (qtn == qt_end) qtn = qt_begin, ++hn;
+    if (hn < h_end) {  // prefetch it into the other buffer
+      const int qn = qtn * kBMq;
+      load_tile<kBMq, kHS, kThreads>(sQ2 + (buf ^ 1) * Tr::kTileQ, Q + qn * p.sq + hn * p.hs, p.sq, len - qn, p.hs,
+                                     p.vec);
+      load_tile<kBMq, kHS, kThreads>(sdO2 + (buf ^ 1) * Tr::kTileQ, dO + qn * p.sdo + hn * p.hs, p.sdo, len - qn, p.hs,
+                                     p.vec);
     }
     cp_async_commit();
     for (int i = threadIdx.x; i < kBMq; i += kThreads) {
@@ -188,6 +203,7 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_bwd_kernel(Params p) {
       }
     }
     __syncthreads();  // sL, sD, sdS and this buffer are overwritten next
+    h = hn, qt = qtn;
   }
 
   T* dK = static_cast<T*>(p.dk);
@@ -199,9 +215,9 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_bwd_kernel(Params p) {
 #pragma unroll
     for (int dt = 0; dt < kHS / 8; ++dt) {
       const int col = dt * 8 + 2 * t;
-      st2(dK + (seq0 + key) * p.sdk + h * p.hs + col, dk[dt][2 * hr] * p.scale, dk[dt][2 * hr + 1] * p.scale,
+      st2(dK + (seq0 + key) * p.sdk + kvh * p.hs + col, dk[dt][2 * hr] * p.scale, dk[dt][2 * hr + 1] * p.scale,
           p.hs - col);
-      st2(dV + (seq0 + key) * p.sdv + h * p.hs + col, dv[dt][2 * hr], dv[dt][2 * hr + 1], p.hs - col);
+      st2(dV + (seq0 + key) * p.sdv + kvh * p.hs + col, dv[dt][2 * hr], dv[dt][2 * hr + 1], p.hs - col);
     }
   }
 }
@@ -211,7 +227,7 @@ void launch(const AttnShape& s, const Params& p, cudaStream_t st) {
   auto kernel = flash_bwd_kernel<Tr, kCausal, T>;
   static PerDevice<cudaError_t> opt_in;
   opt_in_smem(opt_in, kernel, Tr::kSmemBytes, "attention backward shared memory");
-  const dim3 grid((s.max_len + Tr::kBN - 1) / Tr::kBN, s.NH, s.B);
+  const dim3 grid((s.max_len + Tr::kBN - 1) / Tr::kBN, s.NKV, s.B);  // one block per (key tile, kv head)
   kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, st>>>(p);
   CAIRN_CUDA_LAUNCH_CHECK("flash attention backward");
 }

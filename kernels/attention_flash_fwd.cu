@@ -1,7 +1,8 @@
 // Flash attention forward (FlashAttention-2 style) and its launcher.
 //
 // Thread mapping: grid (query tiles, NH, B), kWarps·32 threads; a block owns kBM = 16·kMT·kWarps query
-// rows of one (sequence, head), warp w the 16·kMT rows from q0 + 16·kMT·w. K/V tiles of 64 keys stream
+// rows of one (sequence, query head h), warp w the 16·kMT rows from q0 + 16·kMT·w. The K/V tiles of
+// key/value head h / group (grouped-query attention; group = 1: multi-head), 64 keys each, stream
 // through shared memory (cp.async, double buffered); each warp computes S = Q·Kᵀ for its rows with
 // mma.sync m16n8k16 (bf16 in, fp32 accumulate), keeps the running max m and sum l, rescales O, and
 // feeds P (bf16, straight from the accumulator registers) into O += P·V. Extra memory: lse only.
@@ -46,8 +47,9 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_fwd_kernel(Params p) {
   const int n_ktiles = (kv_end + kBN - 1) / kBN;
 
   const T* Q = static_cast<const T*>(p.q) + (seq0 + q0) * p.sq + h * p.hs;
-  const T* K = static_cast<const T*>(p.k) + seq0 * p.sk + h * p.hs;
-  const T* V = static_cast<const T*>(p.v) + seq0 * p.sv + h * p.hs;
+  const int kvh = kv_head(p, h);
+  const T* K = static_cast<const T*>(p.k) + seq0 * p.sk + kvh * p.hs;
+  const T* V = static_cast<const T*>(p.v) + seq0 * p.sv + kvh * p.hs;
   load_tile<kBM, kHS, kThreads>(sQ, Q, p.sq, len - q0, p.hs, p.vec);
   load_tile<kBN, kHS, kThreads>(sK, K, p.sk, len, p.hs, p.vec);
   load_tile<kBN, kHS, kThreads>(sV, V, p.sv, len, p.hs, p.vec);

@@ -1,10 +1,15 @@
 // Attention of the last query of each sequence only (fp32), forward and backward, and their
-// launchers: out[B, NH·HS], lse[B, NH]; the backward assigns all of dqkv[N, 3C] (zero where the last
-// query does not reach). q, k, v are read from the model's qkv[N, 3C].
+// launchers, grouped-query (query head h reads key/value head h / G, G = NH / NKV): out[B, NH·HS],
+// lse[B, NH]; the backward assigns all of dqkv (zero where the last query does not reach). q, k, v
+// are read from the model's qkv rows [q heads (NH·HS) | k heads (NKV·HS) | v heads (NKV·HS)].
 //
-// Thread mapping: grid (B, NH), kLastWarps warps per (sequence, head); warp w takes keys w,
-// w + kLastWarps, ...; lane c holds columns c, c + 32, ... (kLastCols registers for head sizes ≤ kMaxHS).
-// The warps' partial results meet in shared memory and warp 0 combines them in a fixed order.
+// Thread mapping: kLastWarps warps per block; warp w takes keys w, w + kLastWarps, ...; lane c holds
+// columns c, c + 32, ... (kLastCols registers for head sizes ≤ kMaxHS). Forward: grid (B, NH), one
+// block per (sequence, query head). Backward: grid (B, NKV), one block per (sequence, key/value head),
+// which takes the G query heads of its group in turn: key j's dk_j, dv_j sum the heads' terms in place
+// (always the same thread for a given (j, column), so no atomics and a fixed order); dq of each head
+// is its own. The warps' partial results meet in shared memory and warp 0 combines them in a fixed
+// order.
 // Precision: fp32 loads and fp32 accumulation throughout.
 #include "kernels/attention_common.cuh"
 
@@ -16,6 +21,11 @@ using attn::kMaxHS;
 constexpr int kLastWarps = 4;
 constexpr int kLastCols = kMaxHS / 32;
 
+void check_heads(int NH, int NKV) {
+  if (NH < 1 || NKV < 1 || NH % NKV)
+    throw std::invalid_argument("CUDA last-query attention: the query heads must be a multiple of the key/value heads");
+}
+
 __device__ float dot_lanes(const float* a, const float* x, int hs) {
   float s = 0;
   for (int c = threadIdx.x % 32, i = 0; i < kLastCols; ++i, c += 32)
@@ -23,19 +33,30 @@ __device__ float dot_lanes(const float* a, const float* x, int hs) {
   return warp_sum(s);
 }
 
-__global__ void last_fwd_kernel(float* out, float* lse, const float* qkv, const int32_t* cu, int NH, int hs) {
+// Columns of the packed qkv row: its width W, and where query head h, key head g and value head g start.
+struct QkvCols {
+  long W, k0, v0, hs;
+  __device__ QkvCols(int NH, int NKV, int hs_)
+      : W(long(NH + 2 * NKV) * hs_), k0(long(NH) * hs_), v0(long(NH + NKV) * hs_), hs(hs_) {}
+  __device__ long q(int h) const { return h * hs; }
+  __device__ long k(int g) const { return k0 + g * hs; }
+  __device__ long v(int g) const { return v0 + g * hs; }
+};
+
+__global__ void last_fwd_kernel(float* out, float* lse, const float* qkv, const int32_t* cu, int NH, int NKV, int hs) {
   __shared__ float s_m[kLastWarps], s_l[kLastWarps], s_acc[kLastWarps][kMaxHS];
-  const int b = blockIdx.x, h = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int b = blockIdx.x, h = blockIdx.y, g = h / (NH / NKV), warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int C = NH * hs;
+  const QkvCols col(NH, NKV, hs);
   const int seq0 = cu[b], len = cu[b + 1] - seq0;
   const float scale = rsqrtf(static_cast<float>(hs));
-  const float* q = qkv + size_t(seq0 + len - 1) * 3 * C + h * hs;
+  const float* q = qkv + size_t(seq0 + len - 1) * col.W + col.q(h);
   float qv[kLastCols], acc[kLastCols] = {};
   for (int i = 0, c = lane; i < kLastCols; ++i, c += 32) qv[i] = c < hs ? q[c] : 0.0f;
   float m = -INFINITY, l = 0;
   for (int j = warp; j < len; j += kLastWarps) {
-    const float* k = qkv + size_t(seq0 + j) * 3 * C + C + h * hs;
-    const float* v = k + C;
+    const float* k = qkv + size_t(seq0 + j) * col.W + col.k(g);
+    const float* v = qkv + size_t(seq0 + j) * col.W + col.v(g);
     const float s = dot_lanes(qv, k, hs) * scale;
     const float m_new = fmaxf(m, s), alpha = __expf(m - m_new), pj = __expf(s - m_new);
     l = l * alpha + pj;
@@ -43,7 +64,7 @@ __global__ void last_fwd_kernel(float* out, float* lse, const float* qkv, const 
     m = m_new;
   }
   if (lane == 0) s_m[warp] = m, s_l[warp] = l;
-  for (int i = 0, c = lane; i < kLastCols; ++i, c += 32) s_acc[warp][i * 32 + lane] = acc[i];
+  for (int i = 0; i < kLastCols; ++i) s_acc[warp][i * 32 + lane] = acc[i];
   __syncthreads();
   if (warp != 0) return;
   float M = -INFINITY;
@@ -60,68 +81,76 @@ __global__ void last_fwd_kernel(float* out, float* lse, const float* qkv, const 
   if (lane == 0) lse[size_t(b) * NH + h] = M + logf(L);
 }
 
-// dqkv was zeroed; for the last query q and every key j of the sequence:
-//   p_j = exp(scale·q·k_j − lse),  dv_j = p_j·dout,  ds_j = p_j(dout·v_j − dout·out),
-//   dk_j = scale·ds_j·q,  dq = scale·Σ_j ds_j·k_j
+// dqkv was zeroed; for the last query q of each query head h in the group of key/value head g, and
+// every key j of the sequence:
+//   p_j = exp(scale·q·k_j − lse),  ds_j = p_j(dout·v_j − dout·out)
+//   dv_j += p_j·dout,  dk_j += scale·ds_j·q   (summed over the group's heads)
+//   dq = scale·Σ_j ds_j·k_j                   (head h's own)
 __global__ void last_bwd_kernel(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
-                                const int32_t* cu, int NH, int hs) {
+                                const int32_t* cu, int NH, int NKV, int hs) {
   __shared__ float s_dq[kLastWarps][kMaxHS];
-  const int b = blockIdx.x, h = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int b = blockIdx.x, g = blockIdx.y, G = NH / NKV, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int C = NH * hs;
+  const QkvCols col(NH, NKV, hs);
   const int seq0 = cu[b], len = cu[b + 1] - seq0;
   const float scale = rsqrtf(static_cast<float>(hs));
   const size_t qrow = size_t(seq0 + len - 1);
-  float qv[kLastCols], dov[kLastCols], dq[kLastCols] = {};
-  float D = 0;
-  for (int i = 0, c = lane; i < kLastCols; ++i, c += 32) {
-    qv[i] = c < hs ? qkv[qrow * 3 * C + h * hs + c] : 0.0f;
-    dov[i] = c < hs ? dout[size_t(b) * C + h * hs + c] : 0.0f;
-    D += c < hs ? dov[i] * out[size_t(b) * C + h * hs + c] : 0.0f;
-  }
-  D = warp_sum(D);
-  const float L = lse[size_t(b) * NH + h];
-  for (int j = warp; j < len; j += kLastWarps) {
-    const size_t row = size_t(seq0 + j);
-    const float* k = qkv + row * 3 * C + C + h * hs;
-    const float* v = k + C;
-    const float pj = __expf(dot_lanes(qv, k, hs) * scale - L);
-    const float ds = pj * (dot_lanes(dov, v, hs) - D);
-    float* dk = dqkv + row * 3 * C + C + h * hs;
-    float* dv = dk + C;
+  for (int h = g * G; h < (g + 1) * G; ++h) {
+    float qv[kLastCols], dov[kLastCols], dq[kLastCols] = {};
+    float D = 0;
     for (int i = 0, c = lane; i < kLastCols; ++i, c += 32) {
-      if (c >= hs) continue;
-      dv[c] = pj * dov[i];
-      dk[c] = scale * ds * qv[i];
-      dq[i] += scale * ds * k[c];
+      qv[i] = c < hs ? qkv[qrow * col.W + col.q(h) + c] : 0.0f;
+      dov[i] = c < hs ? dout[size_t(b) * C + h * hs + c] : 0.0f;
+      D += c < hs ? dov[i] * out[size_t(b) * C + h * hs + c] : 0.0f;
     }
-  }
-  for (int i = 0; i < kLastCols; ++i) s_dq[warp][i * 32 + lane] = dq[i];
-  __syncthreads();
-  if (warp != 0) return;
-  for (int i = 0, c = lane; i < kLastCols; ++i, c += 32) {
-    if (c >= hs) continue;
-    float a = 0;
-    for (int w = 0; w < kLastWarps; ++w) a += s_dq[w][i * 32 + lane];
-    dqkv[qrow * 3 * C + h * hs + c] = a;
+    D = warp_sum(D);
+    const float L = lse[size_t(b) * NH + h];
+    for (int j = warp; j < len; j += kLastWarps) {
+      const size_t row = size_t(seq0 + j);
+      const float* k = qkv + row * col.W + col.k(g);
+      const float* v = qkv + row * col.W + col.v(g);
+      const float pj = __expf(dot_lanes(qv, k, hs) * scale - L);
+      const float ds = pj * (dot_lanes(dov, v, hs) - D);
+      float* dk = dqkv + row * col.W + col.k(g);
+      float* dv = dqkv + row * col.W + col.v(g);
+      for (int i = 0, c = lane; i < kLastCols; ++i, c += 32) {
+        if (c >= hs) continue;
+        dv[c] += pj * dov[i];
+        dk[c] += scale * ds * qv[i];
+        dq[i] += scale * ds * k[c];
+      }
+    }
+    for (int i = 0; i < kLastCols; ++i) s_dq[warp][i * 32 + lane] = dq[i];
+    __syncthreads();
+    if (warp == 0)
+      for (int i = 0, c = lane; i < kLastCols; ++i, c += 32) {
+        if (c >= hs) continue;
+        float a = 0;
+        for (int w = 0; w < kLastWarps; ++w) a += s_dq[w][i * 32 + lane];
+        dqkv[qrow * col.W + col.q(h) + c] = a;
+      }
+    __syncthreads();  // s_dq is rewritten for the next head
   }
 }
 
 }  // namespace
 
-void attention_last_forward(float* out, float* lse, const float* qkv, const int32_t* cu_seqlens, int B, int NH,
+void attention_last_forward(float* out, float* lse, const float* qkv, const int32_t* cu_seqlens, int B, int NH, int NKV,
                             int HS, cudaStream_t s) {
   attn::check_head_size(HS);
+  check_heads(NH, NKV);
   if (B == 0) return;
-  last_fwd_kernel<<<dim3(B, NH), 32 * kLastWarps, 0, s>>>(out, lse, qkv, cu_seqlens, NH, HS);
+  last_fwd_kernel<<<dim3(B, NH), 32 * kLastWarps, 0, s>>>(out, lse, qkv, cu_seqlens, NH, NKV, HS);
   CAIRN_CUDA_LAUNCH_CHECK("last-query attention forward");
 }
 
 void attention_last_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
-                             const int32_t* cu_seqlens, int B, int N, int NH, int HS, cudaStream_t s) {
+                             const int32_t* cu_seqlens, int B, int N, int NH, int NKV, int HS, cudaStream_t s) {
   attn::check_head_size(HS);
-  check(cudaMemsetAsync(dqkv, 0, size_t(N) * 3 * NH * HS * sizeof(float), s), "last-query attention backward");
+  check_heads(NH, NKV);
+  check(cudaMemsetAsync(dqkv, 0, size_t(N) * (NH + 2 * NKV) * HS * sizeof(float), s), "last-query attention backward");
   if (B == 0) return;
-  last_bwd_kernel<<<dim3(B, NH), 32 * kLastWarps, 0, s>>>(dqkv, dout, qkv, out, lse, cu_seqlens, NH, HS);
+  last_bwd_kernel<<<dim3(B, NKV), 32 * kLastWarps, 0, s>>>(dqkv, dout, qkv, out, lse, cu_seqlens, NH, NKV, HS);
   CAIRN_CUDA_LAUNCH_CHECK("last-query attention backward");
 }
 

@@ -1,5 +1,6 @@
-// Elementwise and row-copy kernels: fill, GELU (tanh form), residual add, embeddings, row gather /
-// scatter. Grid-stride loops, one thread per element (memory-bound; coalesced across the warp).
+// Elementwise and row-copy kernels: fill, GELU (tanh form), residual add, embeddings (learned
+// positions optional: wpe / dwpe null for the llama family), row gather / scatter. Grid-stride loops,
+// one thread per element (memory-bound; coalesced across the warp).
 //   gelu(x)  = ½x(1 + tanh u),  u = √(2/π)(x + 0.044715x³)
 //   gelu'(x) = ½(1 + tanh u) + ½x(1 − tanh²u)·√(2/π)(1 + 3·0.044715x²)
 // Embedding backward scatters with atomicAdd (a token id may repeat within a batch), so its sums are
@@ -43,11 +44,15 @@ __global__ void add_kernel(float* x, const float* y, size_t n) {
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) x[i] += y[i];
 }
 
-// one block row per token: out[n, :] = wte[ids[n], :] + wpe[pos[n], :]
+// one block row per token: out[n, :] = wte[ids[n], :] + wpe[pos[n], :]   (wpe null: wte[ids[n], :])
 __global__ void embedding_forward_kernel(float* out, const int32_t* ids, const int32_t* pos, const float* wte,
                                          const float* wpe, int C) {
   const int n = blockIdx.x;
   const float* te = wte + size_t(ids[n]) * C;
+  if (!wpe) {
+    for (int c = threadIdx.x; c < C; c += blockDim.x) out[size_t(n) * C + c] = te[c];
+    return;
+  }
   const float* pe = wpe + size_t(pos[n]) * C;
   for (int c = threadIdx.x; c < C; c += blockDim.x) out[size_t(n) * C + c] = te[c] + pe[c];
 }
@@ -56,6 +61,10 @@ __global__ void embedding_backward_kernel(float* dwte, float* dwpe, const float*
                                           const int32_t* pos, int C) {
   const int n = blockIdx.x;
   float* te = dwte + size_t(ids[n]) * C;
+  if (!dwpe) {
+    for (int c = threadIdx.x; c < C; c += blockDim.x) atomicAdd(te + c, dout[size_t(n) * C + c]);
+    return;
+  }
   float* pe = dwpe + size_t(pos[n]) * C;
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
     const float d = dout[size_t(n) * C + c];

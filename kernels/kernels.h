@@ -21,6 +21,7 @@ inline void check(cudaError_t e, const char* what) {
 
 // ---- elementwise.cu ----
 void fill(float* x, float value, size_t n, cudaStream_t s);
+// wpe / dwpe may be null (no learned positions: the llama family); pos is then not read.
 void embedding_forward(float* out, const int32_t* ids, const int32_t* pos, const float* wte, const float* wpe, int N,
                        int C, cudaStream_t s);
 void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* ids, const int32_t* pos, int N,
@@ -31,13 +32,30 @@ void add_inplace(float* x, const float* y, size_t n, cudaStream_t s);
 void gather_rows(float* out, const float* inp, const int32_t* rows, int R, int C, cudaStream_t s);
 void scatter_add_rows(float* dinp, const float* dout, const int32_t* rows, int R, int C, cudaStream_t s);
 
-// ---- layernorm.cu ----  (column sums are deterministic: fixed row split, fixed-order second pass)
+// ---- llama.cu ----  the llama family's ops: SwiGLU (inp[N, 2F] rows = [gate | up], out[N, F];
+// backward assigns dinp[N, 2F]) and rotary position embeddings, in place on the q and k heads of
+// qkv[N, (NH+2·NKV)·HS] (Hugging Face's rotate-half layout; backward rotates by the opposite angle).
+// RoPE needs an even head size ≤ kRopeMaxHS; others throw.
+void swiglu_forward(float* out, const float* inp, int N, int F, cudaStream_t s);
+void swiglu_backward(float* dinp, const float* inp, const float* dout, int N, int F, cudaStream_t s);
+constexpr int kRopeMaxHS = 256;
+void rope_forward(float* qkv, const int32_t* pos, int N, int NH, int NKV, int HS, float theta, cudaStream_t s);
+void rope_backward(float* dqkv, const int32_t* pos, int N, int NH, int NKV, int HS, float theta, cudaStream_t s);
+
+// ---- layernorm.cu ----  LayerNorm, RMSNorm and column sums (the column sums are deterministic: fixed
+// row split, fixed-order second pass)
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b, int N,
                        int C, cudaStream_t s);
 // dinp += ; dw += ; db +=.   scratch: at least layernorm_scratch_floats(N, C) floats.
 void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
                         const float* mean, const float* rstd, int N, int C, float* scratch, cudaStream_t s);
 size_t layernorm_scratch_floats(int N, int C);
+// RMSNorm (llama): out = inp·rstd·w, rstd[N] = 1/√(mean inp² + eps) saved.
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int C, float eps,
+                     cudaStream_t s);
+// dinp += ; dw +=.   scratch: at least layernorm_scratch_floats(N, C) floats.
+void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w, const float* rstd,
+                      int N, int C, float* scratch, cudaStream_t s);
 // db[C] += Σ_n dout[n, C]   (bias gradient of a linear layer); scratch as above
 void column_sum_add(float* db, const float* dout, int N, int C, float* scratch, cudaStream_t s);
 
@@ -56,10 +74,13 @@ void sum_squares_partials(double* partials, const float* x, size_t n, cudaStream
 void adamw_update(float* p, const float* g, float* m, float* v, size_t n, const AdamWHyper& h, cudaStream_t s);
 
 // ---- attention.cu (kernels in attention_*.cu) ----  scaled dot-product attention on packed
-// variable-length sequences.
+// variable-length sequences, grouped-query: NH query heads read NKV key/value heads (NKV divides NH;
+// query head h reads key/value head h / (NH/NKV); NKV = NH is plain multi-head attention).
 //
-// q, k, v: rows of `stride_*` elements, head h at columns h·HS ..; sequence b owns rows
-// [cu_seqlens[b], cu_seqlens[b+1]). The model passes qkv[N,3C] as q = qkv, k = qkv + C, v = qkv + 2C.
+// q: rows of `stride_q` elements, query head h at columns h·HS ..; k, v: rows of stride_k / stride_v,
+// key/value head g at columns g·HS ..; out, dout, dq like q (NH heads), dk, dv like k, v (NKV heads).
+// Sequence b owns rows [cu_seqlens[b], cu_seqlens[b+1]). The model passes its qkv[N, (NH+2·NKV)·HS]
+// as q = qkv, k = qkv + AttnShape::k_col(), v = qkv + AttnShape::v_col(), every stride qkv_cols().
 enum class AttnDtype { F32, BF16 };
 enum class AttnKernel {
   Naive,     // one thread per query (forward, dQ) or key (dK, dV) row, fp32 throughout: the reference
@@ -74,7 +95,13 @@ const char* attn_kernel_name(AttnKernel k);
 struct AttnShape {
   const int32_t* cu_seqlens = nullptr;  // (B+1) device
   int B = 0, NH = 0, HS = 0, max_len = 0, n_tokens = 0;
+  int NKV = 0;  // key/value heads: 1 ≤ NKV, NH % NKV == 0 (NKV = NH: multi-head); anything else throws
   bool causal = true;
+  int group() const { return NKV > 0 ? NH / NKV : 0; }  // query heads per key/value head
+  // Columns of the model's packed qkv row [q heads | k heads | v heads]: where the k and v heads start.
+  long k_col() const { return long(NH) * HS; }
+  long v_col() const { return long(NH + NKV) * HS; }
+  long qkv_cols() const { return long(NH + 2 * NKV) * HS; }
 };
 struct AttnFwd {
   const void *q, *k, *v;
@@ -96,11 +123,12 @@ size_t attention_bwd_workspace_floats(const AttnShape& s);
 void attention_forward(AttnKernel k, AttnDtype t, const AttnShape& s, const AttnFwd& a, cudaStream_t st);
 void attention_backward(AttnKernel k, AttnDtype t, const AttnShape& s, const AttnBwd& a, cudaStream_t st);
 
-// ---- attention_last.cu ----  the last query of each sequence only (fp32): out[B, NH·HS], lse[B, NH];
-// backward assigns ALL of dqkv[N, 3C] (zero where the last query does not reach).
-void attention_last_forward(float* out, float* lse, const float* qkv, const int32_t* cu_seqlens, int B, int NH,
+// ---- attention_last.cu ----  the last query of each sequence only (fp32), grouped-query as above,
+// q, k, v read from the model's qkv[N, (NH+2·NKV)·HS]: out[B, NH·HS], lse[B, NH]; backward assigns
+// ALL of dqkv[N, (NH+2·NKV)·HS] (zero where the last query does not reach).
+void attention_last_forward(float* out, float* lse, const float* qkv, const int32_t* cu_seqlens, int B, int NH, int NKV,
                             int HS, cudaStream_t s);
 void attention_last_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
-                             const int32_t* cu_seqlens, int B, int N, int NH, int HS, cudaStream_t s);
+                             const int32_t* cu_seqlens, int B, int N, int NH, int NKV, int HS, cudaStream_t s);
 
 }  // namespace cairn::cuda

@@ -11,6 +11,7 @@
 
 #include "cpu/attention.h"
 #include "reference/model_ref.h"
+#include "attention_case.h"
 #include "test_util.h"
 
 namespace cairn {
@@ -18,38 +19,18 @@ using cpu::AttnImpl;
 using test::all_close;
 
 namespace {
-struct Case {
-  std::vector<int32_t> cu;
-  int NH, HS;
-  std::vector<float> qkv, dout;
-  int N() const { return cu.back(); }
-};
-
-Case make_case(const std::vector<int>& lens, int NH, int HS, float logit_scale, uint64_t seed) {
-  Case c;
-  c.cu = {0};
-  for (int L : lens) c.cu.push_back(c.cu.back() + L);
-  c.NH = NH, c.HS = HS;
-  const int C = NH * HS;
-  c.qkv = test::rand_vec(static_cast<size_t>(c.N()) * 3 * C, seed);
-  // q and k scaled so that q·k/√d reaches ±logit_scale: the softmax must stay stable.
-  const float s = std::sqrt(logit_scale * std::sqrt(static_cast<float>(HS)) / (HS / 3.0f));
-  for (int n = 0; n < c.N(); ++n)
-    for (int k = 0; k < 2 * C; ++k) c.qkv[static_cast<size_t>(n) * 3 * C + k] *= s;
-  c.dout = test::rand_vec(static_cast<size_t>(c.N()) * C, seed + 1);
-  return c;
-}
+using Case = test::AttnCase;
 
 // Reference outputs for the whole packed batch, sequence by sequence.
 void reference(const Case& c, bool causal, std::vector<double>* out, std::vector<double>* lse, std::vector<double>* dqkv) {
-  const int C = c.NH * c.HS;
+  const int C = c.C(), W = c.W(), G = c.NH / c.NKV;
   out->clear(), lse->clear(), dqkv->clear();
   for (size_t s = 0; s + 1 < c.cu.size(); ++s) {
     const int T = c.cu[s + 1] - c.cu[s];
-    ref::Vec q(c.qkv.begin() + static_cast<size_t>(c.cu[s]) * 3 * C, c.qkv.begin() + static_cast<size_t>(c.cu[s + 1]) * 3 * C);
+    ref::Vec q(c.qkv.begin() + static_cast<size_t>(c.cu[s]) * W, c.qkv.begin() + static_cast<size_t>(c.cu[s + 1]) * W);
     ref::Vec d(c.dout.begin() + static_cast<size_t>(c.cu[s]) * C, c.dout.begin() + static_cast<size_t>(c.cu[s + 1]) * C);
-    ref::Vec o = ref::attention(q, T, c.NH, c.HS, causal);
-    ref::Vec g = ref::attention_backward(q, d, T, c.NH, c.HS, causal);
+    ref::Vec o = ref::attention(q, T, c.NH, c.NKV, c.HS, causal);
+    ref::Vec g = ref::attention_backward(q, d, T, c.NH, c.NKV, c.HS, causal);
     out->insert(out->end(), o.begin(), o.end());
     dqkv->insert(dqkv->end(), g.begin(), g.end());
     for (int i = 0; i < T; ++i)
@@ -59,7 +40,8 @@ void reference(const Case& c, bool causal, std::vector<double>* out, std::vector
         std::vector<double> sc(n);
         for (int j = 0; j < n; ++j) {
           double x = 0;
-          for (int e = 0; e < c.HS; ++e) x += q[static_cast<size_t>(i) * 3 * C + h * c.HS + e] * q[static_cast<size_t>(j) * 3 * C + C + h * c.HS + e];
+          for (int e = 0; e < c.HS; ++e)
+            x += q[static_cast<size_t>(i) * W + h * c.HS + e] * q[static_cast<size_t>(j) * W + (c.NH + h / G) * c.HS + e];
           sc[j] = x / std::sqrt(static_cast<double>(c.HS));
           mx = std::max(mx, sc[j]);
         }
@@ -77,12 +59,14 @@ double max_abs(const std::vector<double>& v) {
 }  // namespace
 
 TEST(Attention, ReferenceBackwardMatchesFiniteDifferences) {
-  const int T = 5, NH = 2, HS = 3, C = NH * HS;
+  const int T = 5, HS = 3;
+  for (auto [NH, NKV] : {std::pair{2, 2}, std::pair{4, 2}, std::pair{3, 1}})
   for (bool causal : {true, false}) {
-    auto qkv = test::to_double(test::rand_vec(T * 3 * C, 3)), dout = test::to_double(test::rand_vec(T * C, 4));
-    auto g = ref::attention_backward(qkv, dout, T, NH, HS, causal);
+    const int C = NH * HS, W = (NH + 2 * NKV) * HS;
+    auto qkv = test::to_double(test::rand_vec(T * W, 3)), dout = test::to_double(test::rand_vec(T * C, 4));
+    auto g = ref::attention_backward(qkv, dout, T, NH, NKV, HS, causal);
     auto num = ref::fd_grad([&](const ref::Vec& x) {
-      auto o = ref::attention(x, T, NH, HS, causal);
+      auto o = ref::attention(x, T, NH, NKV, HS, causal);
       double s = 0;
       for (size_t i = 0; i < o.size(); ++i) s += o[i] * dout[i];
       return s;
@@ -91,20 +75,23 @@ TEST(Attention, ReferenceBackwardMatchesFiniteDifferences) {
   }
 }
 
-class AttentionLadder : public ::testing::TestWithParam<std::tuple<AttnImpl, int, bool, float>> {};
+// Query heads over key/value heads: 2/2 (multi-head), 4/2 and 3/1 (grouped-query).
+class AttentionLadder : public ::testing::TestWithParam<std::tuple<AttnImpl, int, bool, float, std::pair<int, int>>> {};
 
 TEST_P(AttentionLadder, ForwardAndBackwardMatchReference) {
-  const auto [impl, HS, causal, logit] = GetParam();
-  const int NH = 2, C = NH * HS;
-  Case c = make_case({1, 31, 33, 127, 200}, NH, HS, logit, 11 + HS);
+  const auto [impl, HS, causal, logit, heads] = GetParam();
+  const auto [NH, NKV] = heads;
+  const int C = NH * HS;
+  Case c = test::make_attn_case({1, 31, 33, 127, 200}, NH, NKV, HS, logit, 11 + HS);
   std::vector<double> ro, rl, rg;
   reference(c, causal, &ro, &rl, &rg);
   const int B = static_cast<int>(c.cu.size()) - 1, N = c.N();
   const float nan = std::numeric_limits<float>::quiet_NaN();
   std::vector<float> out(static_cast<size_t>(N) * C, nan), lse(static_cast<size_t>(N) * NH, nan),
-      dqkv(static_cast<size_t>(N) * 3 * C, nan);
-  cpu::attention_forward(impl, out.data(), lse.data(), c.qkv.data(), c.cu.data(), B, NH, HS, causal);
-  cpu::attention_backward(impl, dqkv.data(), c.dout.data(), c.qkv.data(), out.data(), lse.data(), c.cu.data(), B, NH, HS, causal);
+      dqkv(static_cast<size_t>(N) * c.W(), nan);
+  cpu::attention_forward(impl, out.data(), lse.data(), c.qkv.data(), c.cu.data(), B, NH, NKV, HS, causal);
+  cpu::attention_backward(impl, dqkv.data(), c.dout.data(), c.qkv.data(), out.data(), lse.data(), c.cu.data(), B, NH,
+                          NKV, HS, causal);
   // lse is stored [N, NH]; the reference lists it per (token, head) in the same order.
   EXPECT_TRUE(all_close(out, ro, 2e-5, 1e-4)) << "forward";
   EXPECT_TRUE(all_close(lse, rl, 2e-5 * (1 + logit), 1e-5)) << "lse";
@@ -115,25 +102,27 @@ TEST_P(AttentionLadder, ForwardAndBackwardMatchReference) {
 INSTANTIATE_TEST_SUITE_P(
     Sizes, AttentionLadder,
     ::testing::Combine(::testing::Values(AttnImpl::Naive, AttnImpl::Gemm, AttnImpl::Flash), ::testing::Values(24, 32, 64, 128),
-                       ::testing::Bool(), ::testing::Values(1.0f, 50.0f)),
+                       ::testing::Bool(), ::testing::Values(1.0f, 50.0f),
+                       ::testing::Values(std::pair{2, 2}, std::pair{4, 2}, std::pair{3, 1})),
     [](const auto& info) {
+      const auto heads = std::get<4>(info.param);
       return std::string(cpu::attn_impl_name(std::get<0>(info.param))) + "_d" + std::to_string(std::get<1>(info.param)) +
-             (std::get<2>(info.param) ? "_causal" : "_full") + (std::get<3>(info.param) > 10 ? "_logits50" : "");
+             (std::get<2>(info.param) ? "_causal" : "_full") + (std::get<3>(info.param) > 10 ? "_logits50" : "") +
+             "_h" + std::to_string(heads.first) + "kv" + std::to_string(heads.second);
     });
 
 TEST(Attention, FlashIsDeterministicAndAgreesWithGemm) {
-  Case c = make_case({300, 77, 129}, 4, 64, 1.0f, 5);
+  Case c = test::make_attn_case({300, 77, 129}, 4, 4, 64, 1.0f, 5);
   const int B = 3, N = c.N(), C = 4 * 64;
-  std::vector<float> o1(N * C), l1(N * 4), g1(N * 3 * C), o2(N * C), l2(N * 4), g2(N * 3 * C);
-  for (auto* bufs : {&o1, &o2}) (void)bufs;
-  cpu::attention_forward(AttnImpl::Flash, o1.data(), l1.data(), c.qkv.data(), c.cu.data(), B, 4, 64, true);
-  cpu::attention_backward(AttnImpl::Flash, g1.data(), c.dout.data(), c.qkv.data(), o1.data(), l1.data(), c.cu.data(), B, 4, 64, true);
-  cpu::attention_forward(AttnImpl::Flash, o2.data(), l2.data(), c.qkv.data(), c.cu.data(), B, 4, 64, true);
-  cpu::attention_backward(AttnImpl::Flash, g2.data(), c.dout.data(), c.qkv.data(), o2.data(), l2.data(), c.cu.data(), B, 4, 64, true);
+  std::vector<float> o1(N * C), l1(N * 4), g1(N * c.W()), o2(N * C), l2(N * 4), g2(N * c.W());
+  cpu::attention_forward(AttnImpl::Flash, o1.data(), l1.data(), c.qkv.data(), c.cu.data(), B, 4, 4, 64, true);
+  cpu::attention_backward(AttnImpl::Flash, g1.data(), c.dout.data(), c.qkv.data(), o1.data(), l1.data(), c.cu.data(), B, 4, 4, 64, true);
+  cpu::attention_forward(AttnImpl::Flash, o2.data(), l2.data(), c.qkv.data(), c.cu.data(), B, 4, 4, 64, true);
+  cpu::attention_backward(AttnImpl::Flash, g2.data(), c.dout.data(), c.qkv.data(), o2.data(), l2.data(), c.cu.data(), B, 4, 4, 64, true);
   EXPECT_EQ(0, std::memcmp(o1.data(), o2.data(), o1.size() * 4));
   EXPECT_EQ(0, std::memcmp(g1.data(), g2.data(), g1.size() * 4));
   std::vector<float> og(N * C), lg(N * 4);
-  cpu::attention_forward(AttnImpl::Gemm, og.data(), lg.data(), c.qkv.data(), c.cu.data(), B, 4, 64, true);
+  cpu::attention_forward(AttnImpl::Gemm, og.data(), lg.data(), c.qkv.data(), c.cu.data(), B, 4, 4, 64, true);
   EXPECT_TRUE(all_close(o1, og, 1e-5, 1e-4));
 }
 

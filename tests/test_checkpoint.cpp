@@ -70,7 +70,8 @@ TEST(Checkpoint, HostileSafetensorsAreRejected) {
       {"huge header length", le64(1ull << 60) + "{}"},
       {"not JSON", file_with_header("{nope", 0)},
       {"not an object", file_with_header("[1, 2]", 0)},
-      {"bad dtype", file_with_header(R"({"a": {"dtype": "F16", "shape": [2], "data_offsets": [0, 4]}})", 4)},
+      {"bad dtype", file_with_header(R"({"a": {"dtype": "I8", "shape": [4], "data_offsets": [0, 4]}})", 4)},
+      {"F16 offsets for F32 size", file_with_header(R"({"a": {"dtype": "F16", "shape": [2], "data_offsets": [0, 8]}})", 8)},
       {"negative dim", file_with_header(R"({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}})", 4)},
       {"overflowing shape", file_with_header(R"({"a": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 16]}})", 16)},
       {"offsets vs shape", file_with_header(R"({"a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 12]}})", 16)},
@@ -92,6 +93,27 @@ TEST(Checkpoint, HostileSafetensorsAreRejected) {
   };
   for (const auto& c : cases) EXPECT_THROW(safetensors_parse(c.bytes, "x.safetensors"), DataError) << c.what;
   EXPECT_NO_THROW(safetensors_parse(file_with_header("{" + ok_entry + "}", 16), "ok.safetensors"));
+}
+
+// Half-precision tensors (what Hugging Face checkpoints hold) widen to fp32 exactly: normal, subnormal,
+// signed zero, the largest finite F16, infinity; BF16 is the top half of an fp32.
+TEST(Checkpoint, F16AndBf16TensorsWidenExactly) {
+  const uint16_t f16[] = {0x3C00, 0xC100, 0x7BFF, 0x0001, 0x8000, 0x7C00, 0x3555};
+  const float f16_want[] = {1.0f, -2.5f, 65504.0f, 5.9604644775390625e-8f, -0.0f, INFINITY, 0.333251953125f};
+  const uint16_t bf16[] = {0x3F80, 0xC020, 0x0001, 0x7F7F};
+  const float bf16_want[] = {1.0f, -2.5f, 9.18354961579912e-41f, 3.3895313892515355e38f};
+  std::string data(reinterpret_cast<const char*>(f16), sizeof f16);
+  data.append(reinterpret_cast<const char*>(bf16), sizeof bf16);
+  const std::string header = R"({"h": {"dtype": "F16", "shape": [7], "data_offsets": [0, 14]},)"
+                             R"( "b": {"dtype": "BF16", "shape": [2, 2], "data_offsets": [14, 22]}})";
+  std::string bytes = file_with_header(header, 0);
+  bytes += data;
+  auto t = safetensors_parse(bytes, "half.safetensors");
+  ASSERT_EQ(t.at("h").data.size(), 7u);
+  for (int i = 0; i < 7; ++i) EXPECT_EQ(t.at("h").data[i], f16_want[i]) << i;
+  EXPECT_TRUE(std::signbit(t.at("h").data[4]));
+  EXPECT_EQ(t.at("b").shape, (std::vector<int64_t>{2, 2}));
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(t.at("b").data[i], bf16_want[i]) << i;
 }
 
 TEST(Checkpoint, RunDirErrorsNameTheProblem) {

@@ -9,12 +9,16 @@
 #include "cairn/model.h"
 #include "cairn/objective.h"
 #include "reference/model_ref.h"
+#include "model_helpers.h"
 #include "test_util.h"
 #include "synthetic_task.h"
 
 namespace cairn {
 using test::all_close;
+using test::make_batch;
 using test::rand_vec;
+using test::random_params;
+using test::random_seqs;
 
 namespace {
 ModelConfig tiny_test_config(int n_heads_out = 2) {
@@ -27,32 +31,6 @@ ModelConfig tiny_test_config(int n_heads_out = 2) {
   return c;
 }
 
-// Random parameters of O(1) scale (not the tiny init), so every gradient is well above round-off.
-std::vector<float> random_params(const ParamTable& t, uint64_t seed) {
-  std::vector<float> p = rand_vec(t.total(), seed, -0.4f, 0.4f);
-  for (const auto& info : t.tensors())
-    if (info.init == InitKind::Ones)
-      for (size_t i = 0; i < info.numel; ++i) p[info.offset + i] += 1.0f;
-  return p;
-}
-
-std::vector<std::vector<int32_t>> random_seqs(const std::vector<int>& lens, int V, uint64_t seed) {
-  Rng r(seed);
-  std::vector<std::vector<int32_t>> out;
-  for (int L : lens) {
-    std::vector<int32_t> s(L);
-    for (auto& t : s) t = static_cast<int32_t>(r.below(V));
-    out.push_back(s);
-  }
-  return out;
-}
-
-TokenBatch make_batch(const std::vector<std::vector<int32_t>>& seqs) {
-  TokenBatch b;
-  b.clear();
-  for (const auto& s : seqs) b.add(s);
-  return b;
-}
 }  // namespace
 
 TEST(Model, ForwardMatchesReference) {

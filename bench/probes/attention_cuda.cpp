@@ -82,7 +82,8 @@ std::vector<CudaAttnResult> bench_attention_cuda(const CudaAttnCase& c) {
   DevBuf d_cu(cu.size() * 4);
   check(cudaMemcpy(d_cu.p, cu.data(), cu.size() * 4, cudaMemcpyHostToDevice), "bench upload");
   cuda::AttnShape s;
-  s.cu_seqlens = static_cast<const int32_t*>(d_cu.p), s.B = c.batch, s.NH = c.heads, s.HS = c.head_dim;
+  s.cu_seqlens = static_cast<const int32_t*>(d_cu.p), s.B = c.batch, s.NH = c.heads, s.NKV = c.heads;  // MHA
+  s.HS = c.head_dim;
   s.max_len = c.seq_len, s.n_tokens = static_cast<int>(T), s.causal = c.causal;
 
   DevBuf q(T * C * es), k(T * C * es), v(T * C * es), dout(T * C * es);

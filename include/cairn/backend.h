@@ -4,7 +4,8 @@
 // Conventions (all fp32, row-major):
 //   N tokens packed back to back (no padding); sequence s owns rows [cu_seqlens[s], cu_seqlens[s+1]).
 //   Parameter gradients are ACCUMULATED (+=). Activation gradients are ASSIGNED (=), except
-//   layernorm_backward and scatter_add_rows, which add into the residual-stream gradient (+=).
+//   layernorm_backward, rmsnorm_backward and scatter_add_rows, which add into the residual-stream
+//   gradient (+=), and rope_backward, which works in place.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -65,10 +66,10 @@ class Backend {
   virtual std::vector<std::pair<std::string, double>> op_profile() const { return {}; }
 
   // ---- forward / backward pairs ----
-  // out[N,C] = wte[ids[n]] + wpe[pos[n]]
+  // out[N,C] = wte[ids[n]] + wpe[pos[n]]   (wpe may be null: no learned positions, the llama family)
   virtual void embedding_forward(float* out, const int32_t* ids, const int32_t* pos, const float* wte,
                                  const float* wpe, int N, int C) = 0;
-  // dwte[V,C] +=, dwpe[T,C] += scatter of dout[N,C]
+  // dwte[V,C] +=, dwpe[T,C] += scatter of dout[N,C]   (dwpe may be null)
   virtual void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* ids,
                                   const int32_t* pos, int N, int C) = 0;
   // out[N,C] = (inp - mean) * rstd * w + b; mean[N], rstd[N] saved for backward (eps 1e-5)
@@ -77,6 +78,12 @@ class Backend {
   // dinp[N,C] +=, dw[C] +=, db[C] +=
   virtual void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp,
                                   const float* w, const float* mean, const float* rstd, int N, int C) = 0;
+  // RMSNorm (llama): out[N,C] = inp · rstd · w, rstd[N] = 1/√(mean_c inp² + eps) saved for backward
+  virtual void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int C,
+                               float eps) = 0;
+  // dinp[N,C] +=, dw[C] +=
+  virtual void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
+                                const float* rstd, int N, int C) = 0;
   // out[N,O] = inp[N,I] · W[O,I]ᵀ + b[O]   (b may be null)
   virtual void linear_forward(float* out, const float* inp, const float* W, const float* b, int N, int I,
                               int O) = 0;
@@ -86,22 +93,34 @@ class Backend {
   // tanh-approximated GELU, elementwise over n values
   virtual void gelu_forward(float* out, const float* inp, size_t n) = 0;
   virtual void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) = 0;
+  // SwiGLU (llama MLP): out[N,F] = silu(g) ∘ u with inp[N,2F] = [g | u] per row, silu(g) = g·σ(g).
+  // Backward assigns dinp[N,2F].
+  virtual void swiglu_forward(float* out, const float* inp, int N, int F) = 0;
+  virtual void swiglu_backward(float* dinp, const float* inp, const float* dout, int N, int F) = 0;
   // x[n] += y[n]
   virtual void add_inplace(float* x, const float* y, size_t n) = 0;
-  // Causal multi-head attention within each sequence.
-  // qkv[N,3C] (q | k | v, head h at columns h·HS..), out[N,C], lse[N,NH] (log-sum-exp of scaled scores).
-  virtual void attention_forward(float* out, float* lse, const float* qkv, const SeqLayout& seqs, int NH,
+  // Rotary position embedding (llama, Hugging Face's rotate-half layout), IN PLACE on the q and k
+  // heads of qkv[N, (NH+2·NKV)·HS]: for each head and i < HS/2, with a = pos[n]·θ^(−2i/HS) (fp32 as
+  // HF computes it), (x_i, x_{i+HS/2}) ← (x_i·cos a − x_{i+HS/2}·sin a, x_{i+HS/2}·cos a + x_i·sin a).
+  // v is untouched. Backward rotates the gradient by −a, in place (a rotation's transpose).
+  virtual void rope_forward(float* qkv, const int32_t* pos, int N, int NH, int NKV, int HS, float theta) = 0;
+  virtual void rope_backward(float* dqkv, const int32_t* pos, int N, int NH, int NKV, int HS, float theta) = 0;
+  // Causal multi-head attention within each sequence, grouped-query: NH query heads read NKV key/value
+  // heads (query head h reads h / (NH/NKV); NKV = NH is plain multi-head attention).
+  // qkv[N, (NH+2·NKV)·HS] (q heads | k heads | v heads, head h at columns h·HS..), out[N, NH·HS],
+  // lse[N,NH] (log-sum-exp of scaled scores).
+  virtual void attention_forward(float* out, float* lse, const float* qkv, const SeqLayout& seqs, int NH, int NKV,
                                  int HS) = 0;
-  // dqkv[N,3C] = gradient w.r.t. qkv (assigned)
+  // dqkv (same layout as qkv) = gradient w.r.t. qkv (assigned)
   virtual void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
-                                  const float* lse, const SeqLayout& seqs, int NH, int HS) = 0;
+                                  const float* lse, const SeqLayout& seqs, int NH, int NKV, int HS) = 0;
   // Attention of ONE query per sequence, its last token (the EOS), over all its keys — the last block
-  // of a reward model needs nothing else. out[B,C], lse[B,NH]; backward assigns all of dqkv[N,3C]
+  // of a reward model needs nothing else. out[B, NH·HS], lse[B,NH]; backward assigns all of dqkv
   // (q rows other than the last are zero).
   virtual void attention_last_forward(float* out, float* lse, const float* qkv, const SeqLayout& seqs, int NH,
-                                      int HS) = 0;
+                                      int NKV, int HS) = 0;
   virtual void attention_last_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
-                                       const float* lse, const SeqLayout& seqs, int NH, int HS) = 0;
+                                       const float* lse, const SeqLayout& seqs, int NH, int NKV, int HS) = 0;
   // out[R,C] = inp[rows[r]]  /  dinp[rows[r]] += dout[r]
   virtual void gather_rows(float* out, const float* inp, const int32_t* rows, int R, int C) = 0;
   virtual void scatter_add_rows(float* dinp, const float* dout, const int32_t* rows, int R, int C) = 0;

@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cairn/chat_template.h"
+
 namespace cairn {
 
 // Streams the lines of a file, plain or gzip (detected by content), in constant memory.
@@ -56,10 +58,11 @@ struct ReadStats {
 };
 
 // Parses one pair record (docs/formats.md#pairs). file/line name the place for errors.
-Pair parse_pair(const nlohmann::json& j, const std::string& file, long line);
+// tmpl: how conversations become text (include/cairn/chat_template.h; default: plain).
+Pair parse_pair(const nlohmann::json& j, const std::string& file, long line, const ChatTemplate& tmpl = {});
 // Reads every pair of a file. skip_bad: malformed lines are counted (first 5 reported on stderr)
 // instead of throwing.
-std::vector<Pair> read_pairs(const std::string& path, bool skip_bad, ReadStats* stats);
+std::vector<Pair> read_pairs(const std::string& path, bool skip_bad, ReadStats* stats, const ChatTemplate& tmpl = {});
 // Parses a JSONL line into an object, with file:line errors (invalid JSON or UTF-8, not an object).
 nlohmann::json parse_json_line(const std::string& line, const std::string& file, long line_no);
 
@@ -72,7 +75,8 @@ struct ScoreText {
   std::string text;
   int64_t response_chars = 0;
 };
-ScoreText render_score_record(const nlohmann::json& j, const std::string& file, long line);
+ScoreText render_score_record(const nlohmann::json& j, const std::string& file, long line,
+                              const ChatTemplate& tmpl = {});
 
 // Number of Unicode code points of valid UTF-8 text.
 int64_t utf8_length(std::string_view s);

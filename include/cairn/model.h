@@ -1,5 +1,7 @@
-// The reward model of docs/model.md#architecture, written once over the Backend interface.
-//   x = tok_emb[ids] + pos_emb[pos]; L pre-LN blocks; reward = LN_f(x[eos]) · headᵀ + b.
+// The reward model of docs/model.md#architecture, written once over the Backend interface, for both
+// architecture families (ModelConfig::arch):
+//   gpt2:  x = tok_emb[ids] + pos_emb[pos]; L pre-LN blocks; reward = LN_f(x[eos]) · headᵀ + b
+//   llama: x = tok_emb[ids]; L pre-RMSNorm blocks with RoPE, GQA, SwiGLU; reward = RMSNorm_f(x[last]) · headᵀ
 // Sequences are packed (no padding): a batch of B sequences holds N tokens in total.
 #pragma once
 #include <cstdint>
@@ -56,6 +58,13 @@ class Model {
   // Rewards of the last forward, on the device ([B, H]).
   const float* rewards_device() const;
 
+  // Freezes the embeddings and the lowest n blocks (0 ≤ n ≤ n_layers): a training forward runs them
+  // without keeping activations, backward stops above them, and their parameters get no gradient and
+  // no optimizer update (trainable() is false).
+  void set_frozen_layers(int n);
+  int frozen_layers() const { return frozen_; }
+  bool trainable(const ParamInfo& p) const { return frozen_ == 0 || p.layer >= frozen_; }
+
  private:
   struct Acts;
   void upload(const TokenBatch& batch);
@@ -64,6 +73,7 @@ class Model {
   Backend& be_;
   ParamTable table_;
   DeviceArray<float> params_, grads_;  // (table().total()) each
+  int frozen_ = 0;
   std::unique_ptr<Acts> acts_;
   struct {
     int N = 0, B = 0;

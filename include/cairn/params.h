@@ -18,10 +18,17 @@ struct ParamInfo {
   size_t offset = 0;           // in floats, into the flat buffer
   size_t numel = 0;
   bool decay = false;          // AdamW weight decay applies (matrices and embeddings only)
+  int layer = -1;              // block index; −1 for the embeddings, n_layers for the final norm and head
   InitKind init = InitKind::Zeros;
 };
 
-// Offsets of the tensors of one block, for the model code.
+// Offset of a tensor the architecture does not have (biases of the llama family, its pos_emb).
+constexpr size_t kNoParam = static_cast<size_t>(-1);
+
+// Offsets of the tensors of one block, for the model code (kNoParam where the arch has none).
+// gpt2:  ln1/ln2 LayerNorm (w, b); qkv [3C, C]; fc [F, C]; mp [C, F]; all with biases.
+// llama: ln1/ln2 RMSNorm (w); qkv [(NH+2·NKV)·HS, C] (q | k | v rows); fc [2F, C] (gate | up rows);
+//        mp [C, F]; no biases.
 struct BlockParams {
   size_t ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, mp_w, mp_b;
 };
@@ -33,11 +40,12 @@ class ParamTable {
   size_t total() const { return total_; }
   const ParamInfo* find(const std::string& name) const;
 
-  size_t tok_emb, pos_emb, lnf_w, lnf_b, head_w, head_b;
+  size_t tok_emb, pos_emb, lnf_w, lnf_b, head_w, head_b;  // pos_emb, lnf_b, head_b: gpt2 only
   std::vector<BlockParams> blocks;
 
  private:
   size_t add(const std::string& name, std::vector<int64_t> shape, bool decay, InitKind init);
+  int layer_ = -1;  // the layer add() tags tensors with
   std::vector<ParamInfo> tensors_;
   size_t total_ = 0;
 };

@@ -43,31 +43,32 @@ std::vector<int> int_list(const std::string& s, const char* flag) {
 }
 
 struct Problem {
-  int B, H, N, d;
+  int B, H, KV, N, d;  // KV key/value heads (grouped-query attention when KV < H)
   bool causal;
   std::vector<int32_t> cu;
   std::vector<float> qkv, dout, out, lse, dqkv;
-  Problem(int B_, int H_, int N_, int d_, bool causal_, uint64_t seed) : B(B_), H(H_), N(N_), d(d_), causal(causal_) {
+  Problem(int B_, int H_, int KV_, int N_, int d_, bool causal_, uint64_t seed)
+      : B(B_), H(H_), KV(KV_), N(N_), d(d_), causal(causal_) {
     for (int s = 0; s <= B; ++s) cu.push_back(s * N);
-    const size_t C = static_cast<size_t>(H) * d, T = static_cast<size_t>(B) * N;
-    qkv.resize(T * 3 * C), dout.resize(T * C), out.resize(T * C), lse.resize(T * H), dqkv.resize(T * 3 * C);
+    const size_t C = static_cast<size_t>(H) * d, W = static_cast<size_t>(H + 2 * KV) * d, T = static_cast<size_t>(B) * N;
+    qkv.resize(T * W), dout.resize(T * C), out.resize(T * C), lse.resize(T * H), dqkv.resize(T * W);
     Rng r(seed);
     for (auto& x : qkv) x = static_cast<float>(2 * r.uniform() - 1);
     for (auto& x : dout) x = static_cast<float>(2 * r.uniform() - 1);
   }
   // The same inputs with every sequence cut to its first M tokens.
   Problem prefix(int M) const {
-    Problem p(B, H, M, d, causal, 0);
-    const size_t C = static_cast<size_t>(H) * d;
+    Problem p(B, H, KV, M, d, causal, 0);
+    const size_t C = static_cast<size_t>(H) * d, W = static_cast<size_t>(H + 2 * KV) * d;
     for (int s = 0; s < B; ++s) {
-      std::copy_n(qkv.begin() + static_cast<size_t>(s) * N * 3 * C, static_cast<size_t>(M) * 3 * C, p.qkv.begin() + static_cast<size_t>(s) * M * 3 * C);
+      std::copy_n(qkv.begin() + static_cast<size_t>(s) * N * W, static_cast<size_t>(M) * W, p.qkv.begin() + static_cast<size_t>(s) * M * W);
       std::copy_n(dout.begin() + static_cast<size_t>(s) * N * C, static_cast<size_t>(M) * C, p.dout.begin() + static_cast<size_t>(s) * M * C);
     }
     return p;
   }
-  void forward(cpu::AttnImpl impl) { cpu::attention_forward(impl, out.data(), lse.data(), qkv.data(), cu.data(), B, H, d, causal); }
+  void forward(cpu::AttnImpl impl) { cpu::attention_forward(impl, out.data(), lse.data(), qkv.data(), cu.data(), B, H, KV, d, causal); }
   void backward(cpu::AttnImpl impl) {
-    cpu::attention_backward(impl, dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), cu.data(), B, H, d, causal);
+    cpu::attention_backward(impl, dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), cu.data(), B, H, KV, d, causal);
   }
 };
 
@@ -243,7 +244,8 @@ int run(int argc, char** argv) {
   cxxopts::Options o(argv[0], "Validate, then time, the attention implementations (forward, and forward+backward).");
   o.add_options()
     ("batch", "sequences", cxxopts::value<int>()->default_value("4"))
-    ("heads", "attention heads", cxxopts::value<int>()->default_value("8"))
+    ("heads", "attention (query) heads", cxxopts::value<int>()->default_value("8"))
+    ("kv-heads", "cpu: key/value heads, grouped-query attention (default: --heads)", cxxopts::value<int>())
     ("seq-len", "sequence length(s), comma-separated", cxxopts::value<std::string>()->default_value("1024"))
     ("head-dim", "head size(s), comma-separated", cxxopts::value<std::string>()->default_value("64"))
     ("causal", "causal mask (--causal=false for full attention)", cxxopts::value<bool>()->default_value("true"))
@@ -276,7 +278,9 @@ int run(int argc, char** argv) {
   if (device != "cpu") throw UsageError("--device must be cpu or cuda");
   ThreadScope threads(a["threads"].as<int>());
   const int B = a["batch"].as<int>(), H = a["heads"].as<int>(), reps = a["repeats"].as<int>(), warm = a["warmup"].as<int>();
+  const int KV = a.count("kv-heads") ? a["kv-heads"].as<int>() : H;
   if (B < 1 || H < 1 || reps < 1 || warm < 0) throw UsageError("--batch, --heads, --repeats must be ≥ 1");
+  if (KV < 1 || H % KV != 0) throw UsageError("--kv-heads must divide --heads");
   const bool causal = a["causal"].as<bool>(), backward = a.count("backward") > 0;
   std::vector<cpu::AttnImpl> impls;
   {
@@ -298,7 +302,7 @@ int run(int argc, char** argv) {
                 "max abs", "max rel", "fwd ms", "GFLOP/s", "fwd+bwd ms", "GFLOP/s", "extra MiB");
   for (int d : int_list(a["head-dim"].as<std::string>(), "head-dim"))
     for (int N : int_list(a["seq-len"].as<std::string>(), "seq-len")) {
-      Problem p(B, H, N, d, causal, 1000 + N + d);
+      Problem p(B, H, KV, N, d, causal, 1000 + N + d);
       const int M = std::min(N, a["max-ref-seq"].as<int>());
       Problem ref = p.prefix(M);
       ref.forward(cpu::AttnImpl::Naive);

@@ -14,6 +14,7 @@
 #include "cairn/objective.h"
 #include "cli/command.h"
 #include "bench/probes/probes.h"
+#include "cairn/pretrained.h"
 #include "cli/common.h"
 #include "util/rng.h"
 #include "util/timing.h"
@@ -33,6 +34,10 @@ int run(int argc, char** argv) {
     ("steps", "timed steps", cxxopts::value<int>()->default_value("10"))
     ("warmup", "untimed warm-up steps", cxxopts::value<int>()->default_value("2"))
     ("seed", "random seed", cxxopts::value<uint64_t>()->default_value("1"))
+    ("init", "benchmark a pretrained model instead (.gguf or Hugging Face directory, as train --init)",
+     cxxopts::value<std::string>())
+    ("arch", "gpt2|llama (presets)", cxxopts::value<std::string>()->default_value("gpt2"))
+    ("freeze-layers", "train only the blocks above the lowest N", cxxopts::value<int>()->default_value("0"))
     ("no-sgemm", "skip the SGEMM ceiling probe")
     ("json", "print one JSON object instead of the table")
     ("h,help", "show this help");
@@ -44,23 +49,34 @@ int run(int argc, char** argv) {
     return 0;
   }
   ModelConfig cfg;
-  try {
-    cfg = preset_config(a["preset"].as<std::string>());
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(e.what());
+  std::vector<float> init;  // imported weights (--init)
+  if (a.count("init")) {
+    PretrainedModel pre = load_pretrained(a["init"].as<std::string>(), ModelConfig(), 0, a["seed"].as<uint64_t>());
+    cfg = pre.cfg;
+    init = std::move(pre.params);
+  } else {
+    try {
+      cfg = preset_config(a["preset"].as<std::string>());
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(e.what());
+    }
+    cfg.vocab_size = a["vocab-size"].as<int>();
+    cfg.arch = a["arch"].as<std::string>();
   }
-  cfg.vocab_size = a["vocab-size"].as<int>();
   const int P = a["batch-pairs"].as<int>(), steps = a["steps"].as<int>(), warmup = a["warmup"].as<int>();
   int T = a["seq-len"].as<int>();
   if (T <= 0) T = cfg.max_seq_len;
-  cfg.max_seq_len = std::max(cfg.max_seq_len, T);
+  if (init.empty()) cfg.max_seq_len = std::max(cfg.max_seq_len, T);
+  else if (T > cfg.max_seq_len) throw UsageError("--seq-len exceeds the model's context");
   const std::string lengths = a["lengths"].as<std::string>();
   if (P < 1 || steps < 1 || warmup < 0 || T < 2) throw UsageError("--batch-pairs, --steps, --seq-len must be positive");
   if (lengths != "fixed" && lengths != "uniform") throw UsageError("--lengths must be fixed or uniform");
 
   auto be = make_backend(backend_options(a));
   Model model(cfg, *be);
-  model.init(a["seed"].as<uint64_t>());
+  if (init.empty()) model.init(a["seed"].as<uint64_t>());
+  else model.set_params(init.data());
+  model.set_frozen_layers(a["freeze-layers"].as<int>());
   OptimConfig oc;
   oc.total_steps = warmup + steps + 1;
   AdamW opt(model, oc);
@@ -97,7 +113,7 @@ int run(int argc, char** argv) {
   be->set_profiling(false);
 
   const double med = median(times), tokens = batch.n_tokens();
-  const double flops = executed_step_flops(cfg, lens), gflops = flops / med / 1e9;
+  const double flops = executed_step_flops(cfg, lens, model.frozen_layers()), gflops = flops / med / 1e9;
   const double model_flops = model_step_flops(cfg, lens);
   const bool cpu = a["device"].as<std::string>() == "cpu";
   const double sgemm = (cpu && !a.count("no-sgemm")) ? cpu_sgemm_gflops(a["threads"].as<int>()) : 0.0;
@@ -107,7 +123,9 @@ int run(int argc, char** argv) {
   for (auto& [k, v] : profile) prof_total += v;
 
   nlohmann::json j = {
-      {"bench", "train"}, {"device", be->name()}, {"preset", a["preset"].as<std::string>()},
+      {"bench", "train"}, {"device", be->name()},
+      {"preset", a.count("init") ? a["init"].as<std::string>() : a["preset"].as<std::string>()}, {"arch", cfg.arch},
+      {"n_kv_heads", cfg.kv_heads()}, {"frozen_layers", model.frozen_layers()},
       {"d_model", cfg.d_model}, {"n_layers", cfg.n_layers}, {"n_heads", cfg.n_heads}, {"d_ff", cfg.d_ff},
       {"vocab_size", cfg.vocab_size}, {"batch_pairs", P}, {"seq_len", T}, {"lengths", lengths},
       {"tokens_per_step", tokens}, {"steps", steps}, {"ms_per_step_median", med * 1e3},

@@ -43,7 +43,8 @@ Calibration compares sigma(r_chosen - r_rejected) with the labels: ECE over 10 b
   const ModelConfig& cfg = run.model->config();
   ReadStats rs;
   const std::string path = a["pairs"].as<std::string>();
-  std::vector<Pair> raw = read_pairs(path, a.count("skip-bad") > 0, &rs);
+  const ChatTemplate chat = ChatTemplate::by_name(cfg.chat_template, cfg.chat_system);
+  std::vector<Pair> raw = read_pairs(path, a.count("skip-bad") > 0, &rs, chat);
   if (raw.empty()) throw DataError(path, 0, "no pairs");
   TruncationStats trunc;
   std::vector<TokenizedPair> pairs = tokenize_pairs(raw, *run.tokenizer, cfg, &trunc, a["threads"].as<int>());

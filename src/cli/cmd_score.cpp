@@ -72,6 +72,7 @@ int run(int argc, char** argv) {
   LoadedRun run = load_run(a["model"].as<std::string>(), backend_options(a));
   const ModelConfig& cfg = run.model->config();
   const std::vector<float> weights = head_weights(cfg, HeadUse::Scoring);
+  const ChatTemplate chat = ChatTemplate::by_name(cfg.chat_template, cfg.chat_system);
   const std::string in_path = a["input"].as<std::string>();
 
   LineReader in(in_path);
@@ -110,7 +111,7 @@ int run(int argc, char** argv) {
     Item it{line, {}, true};
     try {
       it.rec = parse_json_line(line, in_path, in.line_number());
-      ScoreText st = render_score_record(it.rec, in_path, in.line_number());
+      ScoreText st = render_score_record(it.rec, in_path, in.line_number(), chat);
       bool cut = false;
       batch.add(run.tokenizer->encode_for_model(st.text, cfg.max_seq_len, &cut));
       n_truncated += cut;

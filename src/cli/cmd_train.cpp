@@ -21,7 +21,10 @@
 #include "cairn/tokenizer.h"
 #include "cli/command.h"
 #include "cli/common.h"
+#include "cairn/chat_template.h"
+#include "cairn/pretrained.h"
 #include "train/trainer.h"
+#include "util/timing.h"
 
 namespace fs = std::filesystem;
 
@@ -62,6 +65,8 @@ TrainSettings resolve_settings(const cxxopts::ParseResult& a, const std::string&
   ts.center_coef = pick("center-coef", "center_coef", a["center-coef"].as<float>());
   const float margin = pick("margin", "margin", a["margin"].as<float>());
   ts.length_lambda = pick("length-lambda", "length_lambda", a["length-lambda"].as<float>());
+  const int freeze = pick("freeze-layers", "freeze_layers", a["freeze-layers"].as<int>());
+  if (freeze < 0) throw UsageError("--freeze-layers must be ≥ 0");
   ts.seed = a["seed"].as<uint64_t>();
   ts.eval_every = a.count("eval-every") ? a["eval-every"].as<int>() : std::max(1, ts.total_steps / 10);
   ts.save_every = a.count("save-every") ? a["save-every"].as<int>() : ts.eval_every;
@@ -72,7 +77,7 @@ TrainSettings resolve_settings(const cxxopts::ParseResult& a, const std::string&
   ts.flags = {{"train", a["train"].as<std::string>()}, {"batch_pairs", ts.batch_pairs}, {"total_steps", ts.total_steps},
               {"lr", oc.lr}, {"min_lr_ratio", oc.min_lr_ratio}, {"warmup", oc.warmup},
               {"weight_decay", oc.weight_decay}, {"clip", oc.clip}, {"center_coef", ts.center_coef},
-              {"margin", margin}, {"seed", ts.seed}, {"length_lambda", ts.length_lambda}};
+              {"margin", margin}, {"seed", ts.seed}, {"length_lambda", ts.length_lambda}, {"freeze_layers", freeze}};
   return ts;
 }
 
@@ -83,12 +88,20 @@ int run(int argc, char** argv) {
     ("valid", "validation pairs", cxxopts::value<std::string>())
     ("out", "run directory (created; see docs/run-directory.md)", cxxopts::value<std::string>())
     ("tokenizer", "SentencePiece model; default: the run dir's, else one is trained", cxxopts::value<std::string>())
+    ("init", "start from a pretrained model: a .gguf file or a Hugging Face directory (its tokenizer comes along)",
+     cxxopts::value<std::string>())
+    ("chat-template", "auto|plain|chatml|llama3: how conversations become text (auto: the --init model's own)",
+     cxxopts::value<std::string>()->default_value("auto"))
     ("skip-bad", "skip malformed lines (counted) instead of stopping with exit 3")
     ("constitution", "constitution JSON: one reward head per principle", cxxopts::value<std::string>())
     ("length-head", "length debiasing: a 'length' head absorbs the length signal and is dropped at scoring")
     ("length-lambda", "weight of the length decorrelation penalty", cxxopts::value<float>()->default_value("1.0"));
   o.add_options("model")
     ("preset", "tiny|small|base", cxxopts::value<std::string>()->default_value("tiny"))
+    ("arch", "gpt2|llama (from scratch; --init takes the model's)", cxxopts::value<std::string>()->default_value("gpt2"))
+    ("n-kv-heads", "llama: key/value heads (grouped-query attention)", cxxopts::value<int>())
+    ("freeze-layers", "train only the blocks above the lowest N (and the head); 0: all",
+     cxxopts::value<int>()->default_value("0"))
     ("d-model", "override d_model", cxxopts::value<int>())
     ("n-layers", "override n_layers", cxxopts::value<int>())
     ("n-heads", "override n_heads", cxxopts::value<int>())
@@ -135,41 +148,81 @@ int run(int argc, char** argv) {
   }
   fs::create_directories(out);
 
-  // ---- data and tokenizer ----
-  ReadStats train_stats, valid_stats;
-  std::vector<Pair> train_raw = read_pairs(a["train"].as<std::string>(), skip_bad, &train_stats);
-  std::vector<Pair> valid_raw;
-  if (a.count("valid")) valid_raw = read_pairs(a["valid"].as<std::string>(), skip_bad, &valid_stats);
-  if (train_raw.empty()) throw DataError(a["train"].as<std::string>(), 0, "no usable pairs");
-
-  const std::string tok_path = (fs::path(out) / "tokenizer.model").string();
-  if (a.count("tokenizer")) {
-    if (!resume) copy_file_atomic(a["tokenizer"].as<std::string>(), tok_path);
-  } else if (!fs::exists(tok_path)) {
-    std::fprintf(stderr, "training a tokenizer (vocab %d) on %s\n", a["vocab-size"].as<int>(),
-                 a["train"].as<std::string>().c_str());
-    train_tokenizer({a["train"].as<std::string>()}, tok_path, a["vocab-size"].as<int>(), "bpe");
-  }
-  const std::unique_ptr<Tokenizer> tok_ptr = load_sentencepiece(tok_path);
-  const Tokenizer& tok = *tok_ptr;
-
+  // ---- model config and tokenizer: resumed, imported (--init), or from flags ----
+  const std::string train_path = a["train"].as<std::string>();
   ModelConfig cfg;
+  std::unique_ptr<Tokenizer> tok_ptr;
+  std::vector<float> init_params;  // the imported weights (--init)
+  auto reward_heads = [&] {
+    ModelConfig h;
+    apply_constitution(a, &h);
+    if (a.count("length-head")) {
+      h.head_names.push_back("length");
+      h.head_weights.push_back(0.0f);  // scoring ignores it
+      h.n_heads_out += 1;
+    }
+    return h;
+  };
   if (resume) {
     cfg = read_config(out);
+    tok_ptr = load_run_tokenizer(out);
+  } else if (a.count("init")) {
+    const std::string init = a["init"].as<std::string>();
+    std::fprintf(stderr, "importing %s\n", init.c_str());
+    const double t0 = now_seconds();
+    PretrainedModel pre = load_pretrained(init, reward_heads(), a.count("max-seq-len") ? a["max-seq-len"].as<int>() : 0,
+                                          a["seed"].as<uint64_t>());
+    std::fprintf(stderr, "imported %s in %.1fs (peak RSS %.0f MiB)\n", pre.description.c_str(), now_seconds() - t0,
+                 peak_rss_mib());
+    cfg = pre.cfg;
+    const std::string name = a["chat-template"].as<std::string>();
+    try {
+      const ChatTemplate t = name == "auto" ? (pre.chat_template.empty() ? ChatTemplate() : ChatTemplate::detect(pre.chat_template))
+                                            : ChatTemplate::by_name(name, name == "chatml" && !pre.chat_template.empty()
+                                                                              ? ChatTemplate::detect(pre.chat_template).default_system()
+                                                                              : "");
+      cfg.chat_template = t.name(), cfg.chat_system = t.default_system();
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(std::string(e.what()) + " (--chat-template plain|chatml|llama3 chooses one)");
+    }
+    tok_ptr = std::move(pre.tokenizer);
+    init_params = std::move(pre.params);
   } else {
-    cfg = model_config_from_flags(a, tok);
-    apply_constitution(a, &cfg);
-    if (a.count("length-head")) {
-      cfg.head_names.push_back("length");
-      cfg.head_weights.push_back(0.0f);  // scoring ignores it
-      cfg.n_heads_out += 1;
+    const std::string tok_path = (fs::path(out) / "tokenizer.model").string();
+    if (a.count("tokenizer")) {
+      copy_file_atomic(a["tokenizer"].as<std::string>(), tok_path);
+    } else if (!fs::exists(tok_path)) {
+      std::fprintf(stderr, "training a tokenizer (vocab %d) on %s\n", a["vocab-size"].as<int>(), train_path.c_str());
+      train_tokenizer({train_path}, tok_path, a["vocab-size"].as<int>(), "bpe");
+    }
+    tok_ptr = load_sentencepiece(tok_path);
+    cfg = model_config_from_flags(a, *tok_ptr);
+    const ModelConfig h = reward_heads();
+    cfg.n_heads_out = h.n_heads_out, cfg.head_names = h.head_names, cfg.head_weights = h.head_weights;
+    if (a["chat-template"].as<std::string>() != "auto") {
+      try {
+        cfg.chat_template = ChatTemplate::by_name(a["chat-template"].as<std::string>()).name();
+      } catch (const std::invalid_argument& e) {
+        throw UsageError(e.what());
+      }
     }
   }
+  const Tokenizer& tok = *tok_ptr;
+  if (!resume) tok.save((fs::path(out) / tok.file_name()).string());
+  const ChatTemplate chat = ChatTemplate::by_name(cfg.chat_template, cfg.chat_system);
+  if (!chat.plain()) std::fprintf(stderr, "pairs render with the %s chat template\n", chat.name().c_str());
+
+  // ---- data ----
+  ReadStats train_stats, valid_stats;
+  std::vector<Pair> train_raw = read_pairs(train_path, skip_bad, &train_stats, chat);
+  std::vector<Pair> valid_raw;
+  if (a.count("valid")) valid_raw = read_pairs(a["valid"].as<std::string>(), skip_bad, &valid_stats, chat);
+  if (train_raw.empty()) throw DataError(train_path, 0, "no usable pairs");
   TruncationStats trunc;
   const int threads = a["threads"].as<int>();
   std::vector<TokenizedPair> train = tokenize_pairs(train_raw, tok, cfg, &trunc, threads);
   std::vector<TokenizedPair> valid = tokenize_pairs(valid_raw, tok, cfg, &trunc, threads);
-  report_data(a["train"].as<std::string>(), train_stats, train.size());
+  report_data(train_path, train_stats, train.size());
   if (a.count("valid")) report_data(a["valid"].as<std::string>(), valid_stats, valid.size());
   report_truncation(trunc, cfg.max_seq_len);
 
@@ -180,16 +233,24 @@ int run(int argc, char** argv) {
   // ---- model and trainer ----
   auto be = make_backend(backend_options(a));
   Model model(cfg, *be);
-  if (!resume) model.init(a["seed"].as<uint64_t>());
+  if (!init_params.empty()) model.set_params(init_params.data());
+  else if (!resume) model.init(a["seed"].as<uint64_t>());
+  init_params = {};
+  const int freeze = ts.flags["freeze_layers"].get<int>();
+  if (freeze > cfg.n_layers) throw UsageError("--freeze-layers " + std::to_string(freeze) + ": the model has " +
+                                              std::to_string(cfg.n_layers) + " layers");
+  model.set_frozen_layers(freeze);
   Trainer trainer(ts, model, std::move(train), std::move(valid));
   if (resume) {
     trainer.resume();
     std::fprintf(stderr, "resumed %s at step %d/%d\n", out.c_str(), trainer.progress().step, ts.total_steps);
   }
   const long steps_per_epoch = (static_cast<long>(train_raw.size()) + ts.batch_pairs - 1) / ts.batch_pairs;
-  std::fprintf(stderr, "model: %zu parameters (d %d, L %d, heads %d, d_ff %d, seq %d, vocab %d) on %s\n",
-               model.num_params(), cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.d_ff, cfg.max_seq_len, cfg.vocab_size,
-               be->name().c_str());
+  size_t trainable = 0;
+  for (const auto& p : model.table().tensors()) trainable += model.trainable(p) ? p.numel : 0;
+  std::fprintf(stderr, "model: %s, %zu parameters, %zu trainable (d %d, L %d, heads %d/%d, d_ff %d, seq %d, vocab %d) on %s\n",
+               cfg.arch.c_str(), model.num_params(), trainable, cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.kv_heads(),
+               cfg.d_ff, cfg.max_seq_len, cfg.vocab_size, be->name().c_str());
   std::fprintf(stderr, "training: %zu pairs, %d steps of %d pairs (%.2f epochs), lr %g, warmup %d\n", train_raw.size(),
                ts.total_steps, ts.batch_pairs, static_cast<double>(ts.total_steps) / steps_per_epoch, ts.optim.lr,
                ts.optim.warmup);

@@ -46,6 +46,8 @@ ModelConfig model_config_from_flags(const cxxopts::ParseResult& a, const Tokeniz
   if (a.count("n-heads")) c.n_heads = a["n-heads"].as<int>();
   if (a.count("d-ff")) c.d_ff = a["d-ff"].as<int>();
   if (a.count("max-seq-len")) c.max_seq_len = a["max-seq-len"].as<int>();
+  if (a.count("arch")) c.arch = a["arch"].as<std::string>();
+  if (a.count("n-kv-heads")) c.n_kv_heads = a["n-kv-heads"].as<int>();
   c.vocab_size = tok.vocab_size();
   c.bos_id = tok.bos_id(), c.eos_id = tok.eos_id(), c.pad_id = tok.pad_id();
   try {

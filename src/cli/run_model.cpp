@@ -15,9 +15,9 @@ LoadedRun load_run(const std::string& dir, const BackendOptions& backend) {
   std::vector<float> params;
   load_model(dir, &cfg, &params);
   r.tokenizer = load_run_tokenizer(dir);
-  if (r.tokenizer->vocab_size() != cfg.vocab_size)
+  if (r.tokenizer->vocab_size() > cfg.vocab_size)
     throw DataError(dir, 0, r.tokenizer->file_name() + " has " + std::to_string(r.tokenizer->vocab_size()) +
-                                " tokens but config.json says vocab_size " + std::to_string(cfg.vocab_size));
+                                " tokens but config.json's vocab_size is only " + std::to_string(cfg.vocab_size));
   r.backend = make_backend(backend);
   r.model = std::make_unique<Model>(cfg, *r.backend);
   r.model->set_params(params.data());

@@ -80,23 +80,50 @@ class CpuBackend final : public Backend {
     Op op(this, "residual");
     cpu::add_inplace(x, y, n);
   }
-  void attention_forward(float* out, float* lse, const float* qkv, const SeqLayout& s, int NH, int HS) override {
+  void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int C, float eps) override {
+    Op op(this, "rmsnorm");
+    cpu::rmsnorm_forward(out, rstd, inp, w, N, C, eps);
+  }
+  void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w, const float* rstd,
+                        int N, int C) override {
+    Op op(this, "rmsnorm_bwd");
+    cpu::rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, C);
+  }
+  void swiglu_forward(float* out, const float* inp, int N, int F) override {
+    Op op(this, "swiglu");
+    cpu::swiglu_forward(out, inp, N, F);
+  }
+  void swiglu_backward(float* dinp, const float* inp, const float* dout, int N, int F) override {
+    Op op(this, "swiglu_bwd");
+    cpu::swiglu_backward(dinp, inp, dout, N, F);
+  }
+  void rope_forward(float* qkv, const int32_t* pos, int N, int NH, int NKV, int HS, float theta) override {
+    Op op(this, "rope");
+    cpu::rope_forward(qkv, pos, N, NH, NKV, HS, theta);
+  }
+  void rope_backward(float* dqkv, const int32_t* pos, int N, int NH, int NKV, int HS, float theta) override {
+    Op op(this, "rope_bwd");
+    cpu::rope_backward(dqkv, pos, N, NH, NKV, HS, theta);
+  }
+  void attention_forward(float* out, float* lse, const float* qkv, const SeqLayout& s, int NH, int NKV,
+                         int HS) override {
     Op op(this, "attention");
-    cpu::attention_forward(attn_, out, lse, qkv, s.host_cu_seqlens, s.n_seqs, NH, HS, true);
+    cpu::attention_forward(attn_, out, lse, qkv, s.host_cu_seqlens, s.n_seqs, NH, NKV, HS, true);
   }
   void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
-                          const SeqLayout& s, int NH, int HS) override {
+                          const SeqLayout& s, int NH, int NKV, int HS) override {
     Op op(this, "attention_bwd");
-    cpu::attention_backward(attn_, dqkv, dout, qkv, out, lse, s.host_cu_seqlens, s.n_seqs, NH, HS, true);
+    cpu::attention_backward(attn_, dqkv, dout, qkv, out, lse, s.host_cu_seqlens, s.n_seqs, NH, NKV, HS, true);
   }
-  void attention_last_forward(float* out, float* lse, const float* qkv, const SeqLayout& s, int NH, int HS) override {
+  void attention_last_forward(float* out, float* lse, const float* qkv, const SeqLayout& s, int NH, int NKV,
+                              int HS) override {
     Op op(this, "attention");
-    cpu::attention_last_forward(out, lse, qkv, s.host_cu_seqlens, s.n_seqs, NH, HS);
+    cpu::attention_last_forward(out, lse, qkv, s.host_cu_seqlens, s.n_seqs, NH, NKV, HS);
   }
   void attention_last_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
-                               const SeqLayout& s, int NH, int HS) override {
+                               const SeqLayout& s, int NH, int NKV, int HS) override {
     Op op(this, "attention_bwd");
-    cpu::attention_last_backward(dqkv, dout, qkv, out, lse, s.host_cu_seqlens, s.n_seqs, NH, HS);
+    cpu::attention_last_backward(dqkv, dout, qkv, out, lse, s.host_cu_seqlens, s.n_seqs, NH, NKV, HS);
   }
   void gather_rows(float* out, const float* inp, const int32_t* rows, int R, int C) override {
     Op op(this, "gather");

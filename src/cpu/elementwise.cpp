@@ -1,5 +1,5 @@
-// Elementwise and row-copy ops on the CPU: GELU (tanh form), residual add, embeddings, row gather /
-// scatter. GELU uses Eigen's vectorised tanh.
+// Elementwise and row-copy ops on the CPU: GELU (tanh form), residual add, embeddings (learned
+// positions optional), row gather / scatter. GELU uses Eigen's vectorised tanh.
 //   gelu(x)  = ½x(1 + tanh(u)),  u = √(2/π)(x + 0.044715x³)
 //   gelu'(x) = ½(1 + tanh u) + ½x(1 − tanh²u)·√(2/π)(1 + 3·0.044715x²)
 #include <Eigen/Core>
@@ -54,8 +54,12 @@ void embedding_forward(float* out, const int32_t* ids, const int32_t* pos, const
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
     const float* te = wte + static_cast<size_t>(ids[n]) * C;
-    const float* pe = wpe + static_cast<size_t>(pos[n]) * C;
     float* y = out + static_cast<size_t>(n) * C;
+    if (!wpe) {
+      std::copy_n(te, C, y);
+      continue;
+    }
+    const float* pe = wpe + static_cast<size_t>(pos[n]) * C;
     for (int c = 0; c < C; ++c) y[c] = te[c] + pe[c];
   }
 }
@@ -70,8 +74,10 @@ void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32
     for (int n = 0; n < N; ++n) {
       const float* dy = dout + static_cast<size_t>(n) * C;
       float* gte = dwte + static_cast<size_t>(ids[n]) * C;
+      for (int c = c0; c < c1; ++c) gte[c] += dy[c];
+      if (!dwpe) continue;
       float* gpe = dwpe + static_cast<size_t>(pos[n]) * C;
-      for (int c = c0; c < c1; ++c) gte[c] += dy[c], gpe[c] += dy[c];
+      for (int c = c0; c < c1; ++c) gpe[c] += dy[c];
     }
   }
 }

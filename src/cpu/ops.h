@@ -21,6 +21,15 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
 void layernorm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
                         const float* mean, const float* rstd, int N, int C);
 
+// llama_ops.cpp — RMSNorm, SwiGLU, rotary position embeddings (conventions of backend.h)
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int C, float eps);
+void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w, const float* rstd,
+                      int N, int C);
+void swiglu_forward(float* out, const float* inp, int N, int F);
+void swiglu_backward(float* dinp, const float* inp, const float* dout, int N, int F);
+void rope_forward(float* qkv, const int32_t* pos, int N, int NH, int NKV, int HS, float theta);
+void rope_backward(float* dqkv, const int32_t* pos, int N, int NH, int NKV, int HS, float theta);
+
 // elementwise.cpp
 void gelu_forward(float* out, const float* inp, size_t n);
 void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n);

@@ -182,30 +182,62 @@ class CudaBackend final : public Backend {
     cuda::add_inplace(x, y, n, stream_);
   }
 
-  void attention_forward(float* out, float* lse, const float* qkv, const SeqLayout& s, int NH, int HS) override {
+  // ---- the llama family ----
+  void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int C, float eps) override {
+    Timed t(this, "rmsnorm");
+    cuda::rmsnorm_forward(out, rstd, inp, w, N, C, eps, stream_);
+  }
+  void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w, const float* rstd,
+                        int N, int C) override {
+    Timed t(this, "rmsnorm_bwd");
+    float* scratch = col_scratch_.as<float>(cuda::layernorm_scratch_floats(N, C));
+    cuda::rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, C, scratch, stream_);
+  }
+  void swiglu_forward(float* out, const float* inp, int N, int F) override {
+    Timed t(this, "swiglu");
+    cuda::swiglu_forward(out, inp, N, F, stream_);
+  }
+  void swiglu_backward(float* dinp, const float* inp, const float* dout, int N, int F) override {
+    Timed t(this, "swiglu_bwd");
+    cuda::swiglu_backward(dinp, inp, dout, N, F, stream_);
+  }
+  void rope_forward(float* qkv, const int32_t* pos, int N, int NH, int NKV, int HS, float theta) override {
+    Timed t(this, "rope");
+    cuda::rope_forward(qkv, pos, N, NH, NKV, HS, theta, stream_);
+  }
+  void rope_backward(float* dqkv, const int32_t* pos, int N, int NH, int NKV, int HS, float theta) override {
+    Timed t(this, "rope_bwd");
+    cuda::rope_backward(dqkv, pos, N, NH, NKV, HS, theta, stream_);
+  }
+
+  // ---- attention (grouped-query; qkv rows [q heads | k heads | v heads], AttnShape::k_col / v_col) ----
+  void attention_forward(float* out, float* lse, const float* qkv, const SeqLayout& s, int NH, int NKV,
+                         int HS) override {
     Timed t(this, "attention");
-    const long C = long(NH) * HS;
-    cuda::AttnFwd a{qkv, qkv + C, qkv + 2 * C, 3 * C, 3 * C, 3 * C, out, C, lse};
-    cuda::attention_forward(cuda::kAttnBest, cuda::AttnDtype::F32, shape(s, NH, HS), a, stream_);
+    const cuda::AttnShape sh = shape(s, NH, NKV, HS);
+    const long C = long(NH) * HS, W = sh.qkv_cols();
+    cuda::AttnFwd a{qkv, qkv + sh.k_col(), qkv + sh.v_col(), W, W, W, out, C, lse};
+    cuda::attention_forward(cuda::kAttnBest, cuda::AttnDtype::F32, sh, a, stream_);
   }
   void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
-                          const SeqLayout& s, int NH, int HS) override {
+                          const SeqLayout& s, int NH, int NKV, int HS) override {
     Timed t(this, "attention_bwd");
-    const long C = long(NH) * HS;
-    const cuda::AttnShape sh = shape(s, NH, HS);
-    cuda::AttnBwd a{qkv, qkv + C, qkv + 2 * C, out, dout, 3 * C, 3 * C, 3 * C, C, C, lse,
-                    dqkv, dqkv + C, dqkv + 2 * C, 3 * C, 3 * C, 3 * C,
+    const cuda::AttnShape sh = shape(s, NH, NKV, HS);
+    const long C = long(NH) * HS, W = sh.qkv_cols();
+    cuda::AttnBwd a{qkv, qkv + sh.k_col(), qkv + sh.v_col(), out, dout, W, W, W, C, C, lse,
+                    dqkv, dqkv + sh.k_col(), dqkv + sh.v_col(), W, W, W,
                     attn_scratch_.as<float>(cuda::attention_bwd_workspace_floats(sh))};
     cuda::attention_backward(cuda::kAttnBest, cuda::AttnDtype::F32, sh, a, stream_);
   }
-  void attention_last_forward(float* out, float* lse, const float* qkv, const SeqLayout& s, int NH, int HS) override {
+  void attention_last_forward(float* out, float* lse, const float* qkv, const SeqLayout& s, int NH, int NKV,
+                              int HS) override {
     Timed t(this, "attention");
-    cuda::attention_last_forward(out, lse, qkv, s.cu_seqlens, s.n_seqs, NH, HS, stream_);
+    cuda::attention_last_forward(out, lse, qkv, s.cu_seqlens, s.n_seqs, NH, NKV, HS, stream_);
   }
   void attention_last_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
-                               const SeqLayout& s, int NH, int HS) override {
+                               const SeqLayout& s, int NH, int NKV, int HS) override {
     Timed t(this, "attention_bwd");
-    cuda::attention_last_backward(dqkv, dout, qkv, out, lse, s.cu_seqlens, s.n_seqs, s.n_tokens, NH, HS, stream_);
+    cuda::attention_last_backward(dqkv, dout, qkv, out, lse, s.cu_seqlens, s.n_seqs, s.n_tokens, NH, NKV, HS, stream_);
   }
   void gather_rows(float* out, const float* inp, const int32_t* rows, int R, int C) override {
     cuda::gather_rows(out, inp, rows, R, C, stream_);
@@ -246,9 +278,9 @@ class CudaBackend final : public Backend {
   static constexpr size_t kGemmWorkspace = 32u << 20;
   static constexpr size_t kMaxPlans = 1024;
 
-  static cuda::AttnShape shape(const SeqLayout& s, int NH, int HS) {
+  static cuda::AttnShape shape(const SeqLayout& s, int NH, int NKV, int HS) {
     cuda::AttnShape sh;
-    sh.cu_seqlens = s.cu_seqlens, sh.B = s.n_seqs, sh.NH = NH, sh.HS = HS, sh.max_len = s.max_len;
+    sh.cu_seqlens = s.cu_seqlens, sh.B = s.n_seqs, sh.NH = NH, sh.NKV = NKV, sh.HS = HS, sh.max_len = s.max_len;
     sh.n_tokens = s.n_tokens, sh.causal = true;
     return sh;
   }

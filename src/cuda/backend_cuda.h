@@ -4,8 +4,8 @@
 // Precision: parameters, optimizer state and activations are fp32 in device memory (the master
 // copy). With CudaMath::BF16 (the default) every GEMM multiplies bf16-rounded operands on the tensor
 // cores with fp32 accumulation (cuBLAS compute type 32F_FAST_16BF) and attention runs its MMAs in
-// bf16 with fp32 softmax and accumulators; layernorm, GELU, loss and AdamW are fp32. TF32 and FP32
-// change the GEMMs only (attention stays bf16 MMA).
+// bf16 with fp32 softmax and accumulators; layernorm, RMSNorm, GELU, SwiGLU, RoPE, loss and AdamW are
+// fp32. TF32 and FP32 change the GEMMs only (attention stays bf16 MMA).
 #pragma once
 #include <memory>
 #include <string>

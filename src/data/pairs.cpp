@@ -35,39 +35,74 @@ struct Side {
   int64_t response_chars = 0;
 };
 
-Side render_side(const nlohmann::json& j, const char* field, const std::string& file, long line) {
+// The messages of a list (roles checked; "human" is an alias of "user").
+std::vector<Message> messages_of(const nlohmann::json& messages, const std::string& file, long line, const char* field) {
+  if (!messages.is_array()) fail(file, line, std::string("field \"") + field + "\" must be a list of messages");
+  std::vector<Message> out;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const auto& m = messages[i];
+    const std::string where = std::string("\"") + field + "\"[" + std::to_string(i) + "]";
+    if (!m.is_object()) fail(file, line, where + " must be an object with \"role\" and \"content\"");
+    auto r = m.find("role"), c = m.find("content");
+    if (r == m.end() || !r->is_string()) fail(file, line, where + ": missing string field \"role\"");
+    if (c == m.end() || !c->is_string()) fail(file, line, where + ": missing string field \"content\"");
+    std::string role = r->get<std::string>();
+    if (role == "human") role = "user";
+    if (role != "user" && role != "assistant" && role != "system")
+      fail(file, line, where + ": unknown role \"" + role + "\" (expected user, assistant or system)");
+    out.push_back({role, c->get<std::string>()});
+  }
+  return out;
+}
+
+// One side of a record as text. With the plain template the rules of docs/formats.md#rendering
+// apply to the strings as given; any other template renders the conversation the record holds
+// (text transcripts are split into messages first, docs/formats.md#chat-templates).
+Side render_side(const nlohmann::json& j, const char* field, const std::string& file, long line,
+                 const ChatTemplate& tmpl) {
   const nlohmann::json& resp = need(j, field, file, line);
   auto pit = j.find("prompt");
   const bool has_prompt = pit != j.end() && !pit->is_null();
   Side s;
   std::string response_part;
+  std::vector<Message> conv;
   if (resp.is_string()) {
     const std::string& r = resp.get_ref<const std::string&>();
     if (!has_prompt) {
       s.text = r;
       const size_t at = r.rfind("\n\nAssistant:");
       response_part = at == std::string::npos ? r : r.substr(at + 12);
+      if (!tmpl.plain()) conv = parse_transcript(r);
     } else if (pit->is_string()) {
-      s.text = render_prompt_response(pit->get_ref<const std::string&>(), r);
+      const std::string& prompt = pit->get_ref<const std::string&>();
+      s.text = render_prompt_response(prompt, r);
       response_part = r;
+      if (!tmpl.plain())
+        conv = prompt.rfind("\n\nHuman:", 0) == 0 ? parse_transcript(prompt + r)
+                                                  : std::vector<Message>{{"user", prompt}, {"assistant", r}};
     } else if (pit->is_array()) {
-      s.text = render_messages(*pit, file, line, "prompt") + "\n\nAssistant: " + r;
+      conv = messages_of(*pit, file, line, "prompt");
+      s.text = tmpl.plain() ? ChatTemplate().render(conv) + "\n\nAssistant: " + r : "";
+      conv.push_back({"assistant", r});
       response_part = r;
     } else {
       fail(file, line, "field \"prompt\" must be a string or a list of messages");
     }
   } else if (resp.is_array()) {
-    std::string prompt;
     if (has_prompt) {
       if (!pit->is_array()) fail(file, line, "field \"prompt\" must be a list of messages when \"" + std::string(field) + "\" is");
-      prompt = render_messages(*pit, file, line, "prompt");
+      conv = messages_of(*pit, file, line, "prompt");
     }
-    s.text = prompt + render_messages(resp, file, line, field);
-    for (const auto& m : resp) response_part += m.at("content").get_ref<const std::string&>();
+    for (Message& m : messages_of(resp, file, line, field)) {
+      response_part += m.content;
+      conv.push_back(std::move(m));
+    }
+    if (tmpl.plain()) s.text = ChatTemplate().render(conv);
   } else {
     fail(file, line, std::string("field \"") + field + "\" must be a string or a list of messages");
   }
   if (blank(response_part)) fail(file, line, std::string("empty response in field \"") + field + "\"");
+  if (!tmpl.plain()) s.text = tmpl.render(conv);
   s.response_chars = utf8_length(response_part);
   return s;
 }
@@ -86,23 +121,7 @@ std::string render_prompt_response(const std::string& prompt, const std::string&
 }
 
 std::string render_messages(const nlohmann::json& messages, const std::string& file, long line, const char* field) {
-  if (!messages.is_array()) fail(file, line, std::string("field \"") + field + "\" must be a list of messages");
-  std::string out;
-  for (size_t i = 0; i < messages.size(); ++i) {
-    const auto& m = messages[i];
-    const std::string where = std::string("\"") + field + "\"[" + std::to_string(i) + "]";
-    if (!m.is_object()) fail(file, line, where + " must be an object with \"role\" and \"content\"");
-    auto r = m.find("role"), c = m.find("content");
-    if (r == m.end() || !r->is_string()) fail(file, line, where + ": missing string field \"role\"");
-    if (c == m.end() || !c->is_string()) fail(file, line, where + ": missing string field \"content\"");
-    const std::string& role = r->get_ref<const std::string&>();
-    if (role == "user" || role == "human") out += "\n\nHuman: ";
-    else if (role == "assistant") out += "\n\nAssistant: ";
-    else if (role == "system") out += "\n\nSystem: ";
-    else fail(file, line, where + ": unknown role \"" + role + "\" (expected user, assistant or system)");
-    out += c->get_ref<const std::string&>();
-  }
-  return out;
+  return ChatTemplate().render(messages_of(messages, file, line, field));
 }
 
 nlohmann::json parse_json_line(const std::string& text, const std::string& file, long line) {
@@ -122,10 +141,10 @@ nlohmann::json parse_json_line(const std::string& text, const std::string& file,
   return j;
 }
 
-Pair parse_pair(const nlohmann::json& j, const std::string& file, long line) {
+Pair parse_pair(const nlohmann::json& j, const std::string& file, long line, const ChatTemplate& tmpl) {
   Pair p;
   p.line = line;
-  Side c = render_side(j, "chosen", file, line), r = render_side(j, "rejected", file, line);
+  Side c = render_side(j, "chosen", file, line, tmpl), r = render_side(j, "rejected", file, line, tmpl);
   p.chosen = std::move(c.text), p.chosen_chars = c.response_chars;
   p.rejected = std::move(r.text), p.rejected_chars = r.response_chars;
   const double label = number(j, "label", 1.0, file, line);
@@ -144,7 +163,7 @@ Pair parse_pair(const nlohmann::json& j, const std::string& file, long line) {
   return p;
 }
 
-std::vector<Pair> read_pairs(const std::string& path, bool skip_bad, ReadStats* stats) {
+std::vector<Pair> read_pairs(const std::string& path, bool skip_bad, ReadStats* stats, const ChatTemplate& tmpl) {
   ReadStats local;
   ReadStats& st = stats ? *stats : local;
   std::vector<Pair> out;
@@ -157,7 +176,7 @@ std::vector<Pair> read_pairs(const std::string& path, bool skip_bad, ReadStats* 
       continue;
     }
     try {
-      out.push_back(parse_pair(parse_json_line(line, path, in.line_number()), path, in.line_number()));
+      out.push_back(parse_pair(parse_json_line(line, path, in.line_number()), path, in.line_number(), tmpl));
       ++st.pairs;
     } catch (const DataError& e) {
       if (!skip_bad) throw;
@@ -168,17 +187,18 @@ std::vector<Pair> read_pairs(const std::string& path, bool skip_bad, ReadStats* 
   return out;
 }
 
-ScoreText render_score_record(const nlohmann::json& j, const std::string& file, long line) {
+ScoreText render_score_record(const nlohmann::json& j, const std::string& file, long line, const ChatTemplate& tmpl) {
   ScoreText s;
   if (auto t = j.find("text"); t != j.end() && !t->is_null()) {
     if (!t->is_string()) fail(file, line, "field \"text\" must be a string");
     s.text = t->get<std::string>();
     if (blank(s.text)) fail(file, line, "empty field \"text\"");
     s.response_chars = utf8_length(s.text);
+    if (!tmpl.plain()) s.text = tmpl.render(parse_transcript(s.text));
     return s;
   }
   if (j.find("response") == j.end()) fail(file, line, "missing field \"response\" (or \"text\")");
-  Side side = render_side(j, "response", file, line);
+  Side side = render_side(j, "response", file, line, tmpl);
   s.text = std::move(side.text);
   s.response_chars = side.response_chars;
   return s;

@@ -60,12 +60,22 @@ void fill_from(const std::map<std::string, LoadedTensor>& loaded, const ParamTab
 }  // namespace
 
 nlohmann::json config_to_json(const ModelConfig& c) {
-  return {{"model_type", "cairn-reward"}, {"cairn_version", CAIRN_VERSION}, {"vocab_size", c.vocab_size},
-          {"max_seq_len", c.max_seq_len}, {"d_model", c.d_model}, {"n_layers", c.n_layers}, {"n_heads", c.n_heads},
-          {"d_ff", c.d_ff}, {"n_heads_out", c.n_heads_out}, {"head_names", c.head_names},
-          {"head_weights", c.head_weights}, {"pad_id", c.pad_id}, {"bos_id", c.bos_id}, {"eos_id", c.eos_id},
-          {"ln_eps", 1e-5}, {"activation", "gelu_tanh"}, {"positional", "learned"}, {"norm", "pre_ln"},
-          {"reward_position", "eos"}};
+  nlohmann::json j = {{"model_type", "cairn-reward"}, {"cairn_version", CAIRN_VERSION}, {"arch", c.arch},
+                      {"vocab_size", c.vocab_size}, {"max_seq_len", c.max_seq_len}, {"d_model", c.d_model},
+                      {"n_layers", c.n_layers}, {"n_heads", c.n_heads}, {"d_ff", c.d_ff},
+                      {"n_heads_out", c.n_heads_out}, {"head_names", c.head_names}, {"head_weights", c.head_weights},
+                      {"pad_id", c.pad_id}, {"bos_id", c.bos_id}, {"eos_id", c.eos_id},
+                      {"chat_template", c.chat_template}};
+  if (!c.chat_system.empty()) j["chat_system"] = c.chat_system;
+  if (c.is_llama()) {
+    j.update({{"n_kv_heads", c.kv_heads()}, {"rope_theta", c.rope_theta}, {"norm_eps", c.norm_eps},
+              {"tie_embeddings", c.tie_embeddings}, {"activation", "swiglu"}, {"positional", "rope"},
+              {"norm", "pre_rmsnorm"}, {"reward_position", "last"}});
+  } else {
+    j.update({{"ln_eps", 1e-5}, {"activation", "gelu_tanh"}, {"positional", "learned"}, {"norm", "pre_ln"},
+              {"reward_position", "eos"}});
+  }
+  return j;
 }
 
 ModelConfig config_from_json(const nlohmann::json& j, const std::string& path) {
@@ -83,6 +93,17 @@ ModelConfig config_from_json(const nlohmann::json& j, const std::string& path) {
   get_int("n_layers", c.n_layers), get_int("n_heads", c.n_heads), get_int("d_ff", c.d_ff);
   get_int("n_heads_out", c.n_heads_out), get_int("pad_id", c.pad_id), get_int("bos_id", c.bos_id);
   get_int("eos_id", c.eos_id);
+  try {
+    c.arch = j.value("arch", std::string("gpt2"));  // runs written before the llama family are gpt2
+    c.n_kv_heads = j.value("n_kv_heads", 0);
+    c.rope_theta = j.value("rope_theta", 10000.0f);
+    c.norm_eps = j.value("norm_eps", 1e-5f);
+    c.tie_embeddings = j.value("tie_embeddings", false);
+    c.chat_template = j.value("chat_template", std::string("plain"));
+    c.chat_system = j.value("chat_system", std::string());
+  } catch (const nlohmann::json::exception&) {
+    throw DataError(path, 0, "arch and chat_template must be strings, n_kv_heads an integer, rope_theta and norm_eps numbers");
+  }
   try {
     c.head_names = j.value("head_names", std::vector<std::string>{"reward"});
     c.head_weights = j.value("head_weights", std::vector<float>(c.n_heads_out, 1.0f));

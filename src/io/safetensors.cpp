@@ -1,5 +1,6 @@
 // safetensors reader/writer. Format: u64 little-endian header length n, n bytes of JSON header
 // {name: {"dtype", "shape", "data_offsets": [b, e]}, "__metadata__": {str: str}}, then the data.
+// The reader takes F32, F16 and BF16 tensors (the half types widened to fp32, exactly); the writer F32.
 // The writer pads the header with spaces to a multiple of 8 (alignment, as the reference does).
 #include <algorithm>
 #include <cstring>
@@ -7,6 +8,7 @@
 
 #include "cairn/checkpoint.h"
 #include "cairn/errors.h"
+#include "util/half.h"
 
 namespace cairn {
 
@@ -84,7 +86,9 @@ std::map<std::string, LoadedTensor> safetensors_parse(const std::string& bytes, 
     if (!t.is_object()) throw bad(where + "entry is not an object");
     auto dt = t.find("dtype"), sh = t.find("shape"), of = t.find("data_offsets");
     if (dt == t.end() || !dt->is_string()) throw bad(where + "missing dtype");
-    if (*dt != "F32") throw bad(where + "dtype " + dt->get<std::string>() + " is not supported (F32 only)");
+    const std::string dtype = dt->get<std::string>();
+    const uint64_t esize = dtype == "F32" ? 4 : (dtype == "F16" || dtype == "BF16") ? 2 : 0;
+    if (!esize) throw bad(where + "dtype " + dtype + " is not supported (F32, F16, BF16)");
     if (sh == t.end() || !sh->is_array() || sh->size() > 8) throw bad(where + "missing or invalid shape");
     uint64_t numel = 1;
     LoadedTensor lt;
@@ -99,10 +103,16 @@ std::map<std::string, LoadedTensor> safetensors_parse(const std::string& bytes, 
       throw bad(where + "missing or invalid data_offsets");
     const uint64_t b = (*of)[0].get<uint64_t>(), e = (*of)[1].get<uint64_t>();
     if (b > e || e > data_len) throw bad(where + "data_offsets outside the data section");
-    if (e - b != 4 * numel) throw bad(where + "data_offsets do not match its shape");
+    if (e - b != esize * numel) throw bad(where + "data_offsets do not match its shape");
     ranges.push_back({b, e});
     lt.data.resize(numel);
-    if (numel) std::memcpy(lt.data.data(), bytes.data() + 8 + n + b, 4 * numel);
+    const char* src = bytes.data() + 8 + n + b;
+    if (esize == 4 && numel) std::memcpy(lt.data.data(), src, 4 * numel);
+    for (uint64_t i = 0; esize == 2 && i < numel; ++i) {
+      uint16_t h;
+      std::memcpy(&h, src + 2 * i, 2);
+      lt.data[i] = dtype == "BF16" ? bf16_to_float(h) : f16_to_float(h);
+    }
     out.emplace(name, std::move(lt));
   }
   std::sort(ranges.begin(), ranges.end());

@@ -1,12 +1,18 @@
-// The reward model, written once over Backend (docs/model.md#architecture). Dimension letters: B sequences, N packed
-// tokens, C d_model, NH heads, HS head size, F d_ff, H reward heads, L layers.
+// The reward model, written once over Backend for both architecture families (docs/model.md).
+// Dimension letters: B sequences, N packed tokens, C d_model, NH query heads, NKV key/value heads,
+// HS head size, QKV = (NH + 2·NKV)·HS, F d_ff, H reward heads, L layers.
 //
-// Forward, per block l (res[l] is the residual stream entering block l):
-//   ln1 = LN1(res[l]); qkv = ln1·Wqkvᵀ + bqkv; att = attention(qkv); mid = res[l] + att·Wprojᵀ + bproj
-//   ln2 = LN2(mid); fc = ln2·Wfcᵀ + bfc; gelu = GELU(fc); res[l+1] = mid + gelu·Wmpᵀ + bmp
-// Head: eos = res[L][eos_rows]; lnf = LN_f(eos); rewards = lnf·Wheadᵀ + bhead.
+// Forward, per block l (res[l] is the residual stream entering block l; Norm is LayerNorm for gpt2,
+// RMSNorm for llama; biases exist for gpt2 only):
+//   ln1 = Norm1(res[l]); qkv = ln1·Wqkvᵀ (+ b); llama: RoPE(q, k) in place
+//   att = attention(qkv) (grouped-query); mid = res[l] + att·Wprojᵀ (+ b)
+//   ln2 = Norm2(mid); fc = ln2·Wfcᵀ (+ b); act = GELU(fc) (gpt2) | SwiGLU(fc = [gate | up]) (llama)
+//   res[l+1] = mid + act·Wmpᵀ (+ b)
+// Head: x = res[L][last rows]; lnf = Norm_f(x); rewards = lnf·Wheadᵀ (+ b).
+// The last block is pruned to the B last rows after its attention (nothing else reads the others).
 // Backward walks the same graph in reverse with ONE residual-gradient buffer dres: each residual
-// branch's input gradient is added into it (layernorm_backward and scatter_add_rows accumulate).
+// branch's input gradient is added into it (the norms' backward and scatter_add_rows accumulate).
+// Frozen lower blocks (set_frozen_layers) run like inference: no activations kept, no backward.
 #include "cairn/model.h"
 
 #include <algorithm>
@@ -30,34 +36,37 @@ void TokenBatch::add(const std::vector<int32_t>& seq) {
   cu_seqlens.push_back(cu_seqlens.back() + static_cast<int32_t>(seq.size()));
 }
 
-// Activation buffers: ONE device allocation (the arena), carved by a size table. Per-layer buffers
-// exist once per layer when activations are kept for backward, and once in all (reused) for
-// inference-only forwards. carve() walks the table twice: first to size the arena (base == null,
-// pointers stay null), then to hand out pointers into it; every buffer starts on a 256-byte boundary.
+// Activation buffers: ONE device allocation (the arena), carved by a size table. Blocks that keep
+// activations for backward (the unfrozen ones of a training forward) own a Layer and their input
+// residual each; every other block runs on one scratch Layer and two ping-pong residual buffers.
+// carve() walks the table twice: first to size the arena (base == null, pointers stay null), then to
+// hand out pointers into it; every buffer starts on a 256-byte boundary.
 struct Model::Acts {
-  int N_cap = 0, B_cap = 0;
+  int N_cap = 0, B_cap = 0, kept_from = 0;  // kept_from: first block that keeps activations (L: none)
   bool kept = false;
   DeviceArray<std::byte> arena;
 
   struct Layer {
     float *ln1, *ln1_mean, *ln1_rstd;  // (N,C) (N) (N)
-    float *qkv;                        // (N,3C)
-    float *att, *lse;                  // (N,C) (N,NH)
+    float *qkv;                        // (N,QKV)
+    float *att, *lse;                  // (N,NH·HS) (N,NH)
     float *mid;                        // (N,C)
     float *ln2, *ln2_mean, *ln2_rstd;  // (N,C) (N) (N)
-    float *fc, *gelu;                  // (N,F) (N,F)
+    float *fc, *act;                   // (N,F) or (N,2F) for llama, (N,F)
   };
-  std::vector<float*> res;  // (N,C) each: L+1 when kept, 2 (ping-pong) otherwise
-  std::vector<Layer> layers;
+  std::vector<float*> res;       // (N,C): res[i] is the input of block kept_from + i (kept blocks; one more slot)
+  std::vector<Layer> layers;     // kept blocks
+  Layer scratch;                 // every block that keeps nothing
+  float* pingpong[2];            // (N,C) residual stream through the blocks that keep nothing
   float *eos_in, *eos_x, *lnf, *lnf_mean, *lnf_rstd, *rewards;  // (B,C) (B,C) (B,C) (B) (B) (B,H)
   // backward scratch (kept only)
-  float *dres, *d_ln, *d_att, *d_qkv, *d_gelu, *d_fc;  // (N,C) (N,C) (N,C) (N,3C) (N,F) (N,F)
-  float *d_lnf, *d_eos, *drewards;                     // (B,C) (B,C) (B,H)
-  int32_t *ids, *pos, *cu_seqlens, *eos_rows;          // (N) (N) (B+1) (B)
+  float *dres, *d_ln, *d_att, *d_qkv, *d_act, *d_fc;  // (N,C) (N,C) (N,NH·HS) (N,QKV) (N,F) (N,F|2F)
+  float *d_lnf, *d_eos, *drewards;                    // (B,C) (B,C) (B,H)
+  int32_t *ids, *pos, *cu_seqlens, *eos_rows;         // (N) (N) (B+1) (B)
   std::vector<int32_t> host_cu, host_eos;
 
   // Lays out every buffer for N tokens and B sequences from `base` (null: only measure); returns bytes.
-  size_t carve(const ModelConfig& c, size_t n, size_t B, bool keep, std::byte* base) {
+  size_t carve(const ModelConfig& c, size_t n, size_t B, bool keep, int first_kept, std::byte* base) {
     size_t used = 0;
     auto take = [&](auto*& p, size_t count) {
       using T = std::remove_reference_t<decltype(*p)>;
@@ -65,35 +74,42 @@ struct Model::Acts {
       p = base ? reinterpret_cast<T*>(base + used) : nullptr;
       used += std::max<size_t>(count, 1) * sizeof(T);
     };
-    const size_t C = c.d_model, F = c.d_ff, NH = c.n_heads, H = c.n_heads_out;
-    res.assign(keep ? c.n_layers + 1 : 2, nullptr);
-    for (auto& r : res) take(r, n * C);
-    layers.resize(keep ? c.n_layers : std::min(c.n_layers, 1));
-    for (auto& l : layers) {
+    const size_t C = c.d_model, NH = c.n_heads, A = NH * c.head_size(), QKV = c.qkv_width(), H = c.n_heads_out;
+    const size_t F = c.d_ff, FC = c.is_llama() ? 2 * F : F;
+    auto take_layer = [&](Layer& l) {
       take(l.ln1, n * C), take(l.ln1_mean, n), take(l.ln1_rstd, n);
-      take(l.qkv, n * 3 * C);
-      take(l.att, n * C), take(l.lse, n * NH);
+      take(l.qkv, n * QKV);
+      take(l.att, n * A), take(l.lse, n * NH);
       take(l.mid, n * C);
       take(l.ln2, n * C), take(l.ln2_mean, n), take(l.ln2_rstd, n);
-      take(l.fc, n * F), take(l.gelu, n * F);
-    }
+      take(l.fc, n * FC), take(l.act, n * F);
+    };
+    const int kept_blocks = c.n_layers - first_kept;
+    res.assign(kept_blocks + 1, nullptr);  // + the slot after the last kept block (the output when L = 0)
+    for (auto& r : res) take(r, n * C);
+    layers.resize(kept_blocks);
+    for (auto& l : layers) take_layer(l);
+    take_layer(scratch);
+    take(pingpong[0], n * C), take(pingpong[1], n * C);
     take(eos_in, B * C), take(eos_x, B * C), take(lnf, B * C), take(lnf_mean, B), take(lnf_rstd, B);
     take(rewards, B * H);
     if (keep) {
-      take(dres, n * C), take(d_ln, n * C), take(d_att, n * C);
-      take(d_qkv, n * 3 * C), take(d_gelu, n * F), take(d_fc, n * F);
+      take(dres, n * C), take(d_ln, n * C), take(d_att, n * A);
+      take(d_qkv, n * QKV), take(d_act, n * F), take(d_fc, n * FC);
       take(d_lnf, B * C), take(d_eos, B * C), take(drewards, B * H);
     } else {
-      dres = d_ln = d_att = d_qkv = d_gelu = d_fc = d_lnf = d_eos = drewards = nullptr;
+      dres = d_ln = d_att = d_qkv = d_act = d_fc = d_lnf = d_eos = drewards = nullptr;
     }
     take(ids, n), take(pos, n), take(cu_seqlens, B + 1), take(eos_rows, B);
     return used;
   }
-  void allocate(Backend& be, const ModelConfig& c, int N, int B, bool keep) {
+  // keep: a training forward; first_kept = the model's frozen blocks (or n_layers when not keeping).
+  void allocate(Backend& be, const ModelConfig& c, int N, int B, bool keep, int frozen) {
+    const int first_kept = keep ? frozen : c.n_layers;
     arena.reset();
-    arena = DeviceArray<std::byte>(be, carve(c, N, B, keep, nullptr));
-    carve(c, N, B, keep, arena.data());
-    N_cap = N, B_cap = B, kept = keep;
+    arena = DeviceArray<std::byte>(be, carve(c, N, B, keep, first_kept, nullptr));
+    carve(c, N, B, keep, first_kept, arena.data());
+    N_cap = N, B_cap = B, kept = keep, kept_from = first_kept;
   }
 };
 
@@ -142,48 +158,69 @@ void Model::upload(const TokenBatch& batch) {
   be_.to_device(a.eos_rows, a.host_eos.data(), B * sizeof(int32_t));
 }
 
+void Model::set_frozen_layers(int n) {
+  if (n < 0 || n > cfg_.n_layers)
+    throw std::invalid_argument("frozen layers must be in [0, " + std::to_string(cfg_.n_layers) + "]");
+  frozen_ = n;
+  acts_->N_cap = 0;  // the activation layout depends on it
+}
+
+namespace {
+const float* at(const float* base, size_t off) { return off == kNoParam ? nullptr : base + off; }
+float* at(float* base, size_t off) { return off == kNoParam ? nullptr : base + off; }
+}  // namespace
+
 void Model::forward(const TokenBatch& batch, std::vector<float>& rewards_host, bool keep) {
-  const int N = batch.n_tokens(), B = batch.n_seqs();
+  const int N = batch.n_tokens(), B = batch.n_seqs(), L = cfg_.n_layers;
   Acts& a = *acts_;
-  const bool fits = N <= a.N_cap && B <= a.B_cap && (a.kept || !keep);
-  if (!fits) a.allocate(be_, cfg_, std::max(N, a.N_cap), std::max(B, a.B_cap), keep || a.kept);
+  const bool fits = N <= a.N_cap && B <= a.B_cap && (a.kept || !keep) && (!a.kept || a.kept_from == frozen_);
+  if (!fits) a.allocate(be_, cfg_, std::max(N, a.N_cap), std::max(B, a.B_cap), keep || a.kept, frozen_);
   upload(batch);
 
-  const int C = cfg_.d_model, F = cfg_.d_ff, NH = cfg_.n_heads, HS = cfg_.head_size(), H = cfg_.n_heads_out;
+  const int C = cfg_.d_model, F = cfg_.d_ff, NH = cfg_.n_heads, NKV = cfg_.kv_heads(), HS = cfg_.head_size();
+  const int A = NH * HS, QKV = cfg_.qkv_width(), H = cfg_.n_heads_out, FC = cfg_.is_llama() ? 2 * F : F;
+  const bool llama = cfg_.is_llama();
   const float* P = params_.data();
   SeqLayout seqs;
   seqs.n_seqs = B, seqs.n_tokens = N, seqs.cu_seqlens = a.cu_seqlens, seqs.host_cu_seqlens = a.host_cu.data();
   for (int s = 0; s < B; ++s) seqs.max_len = std::max(seqs.max_len, a.host_cu[s + 1] - a.host_cu[s]);
+  auto norm = [&](float* out, float* mean, float* rstd, const float* inp, size_t w, size_t b, int rows) {
+    if (llama) be_.rmsnorm_forward(out, rstd, inp, P + w, rows, C, cfg_.norm_eps);
+    else be_.layernorm_forward(out, mean, rstd, inp, P + w, P + b, rows, C);
+  };
 
-  const bool per_layer = a.kept;
-  const int L = cfg_.n_layers;
-  be_.embedding_forward(a.res[0], a.ids, a.pos, P + table_.tok_emb, P + table_.pos_emb, N, C);
+  // Blocks ≥ kept_from keep their activations (a.kept_from = L for inference).
+  const int kept_from = keep ? frozen_ : L;
+  auto block_in = [&](int l) { return l >= kept_from ? a.res[l - kept_from] : a.pingpong[l % 2]; };
+  be_.embedding_forward(block_in(0), a.ids, a.pos, P + table_.tok_emb, at(P, table_.pos_emb), N, C);
   for (int l = 0; l < L; ++l) {
     const BlockParams& w = table_.blocks[l];
-    Acts::Layer& x = a.layers[per_layer ? l : 0];
-    float* res_in = a.res[per_layer ? l : l % 2];
-    be_.layernorm_forward(x.ln1, x.ln1_mean, x.ln1_rstd, res_in, P + w.ln1_w, P + w.ln1_b, N, C);
-    be_.linear_forward(x.qkv, x.ln1, P + w.qkv_w, P + w.qkv_b, N, C, 3 * C);
+    Acts::Layer& x = l >= kept_from ? a.layers[l - kept_from] : a.scratch;
     const bool last = l == L - 1;
     const int R = last ? B : N;  // rows carried past attention
-    float* res_out = last ? a.eos_x : a.res[per_layer ? l + 1 : (l + 1) % 2];
+    float* res_in = block_in(l);
+    float* res_out = last ? a.eos_x : block_in(l + 1);
+    norm(x.ln1, x.ln1_mean, x.ln1_rstd, res_in, w.ln1_w, w.ln1_b, N);
+    be_.linear_forward(x.qkv, x.ln1, P + w.qkv_w, at(P, w.qkv_b), N, C, QKV);
+    if (llama) be_.rope_forward(x.qkv, a.pos, N, NH, NKV, HS, cfg_.rope_theta);
     if (last) {
-      be_.attention_last_forward(x.att, x.lse, x.qkv, seqs, NH, HS);
+      be_.attention_last_forward(x.att, x.lse, x.qkv, seqs, NH, NKV, HS);
       be_.gather_rows(a.eos_in, res_in, a.eos_rows, B, C);
     } else {
-      be_.attention_forward(x.att, x.lse, x.qkv, seqs, NH, HS);
+      be_.attention_forward(x.att, x.lse, x.qkv, seqs, NH, NKV, HS);
     }
-    be_.linear_forward(x.mid, x.att, P + w.proj_w, P + w.proj_b, R, C, C);
+    be_.linear_forward(x.mid, x.att, P + w.proj_w, at(P, w.proj_b), R, A, C);
     be_.add_inplace(x.mid, last ? a.eos_in : res_in, static_cast<size_t>(R) * C);
-    be_.layernorm_forward(x.ln2, x.ln2_mean, x.ln2_rstd, x.mid, P + w.ln2_w, P + w.ln2_b, R, C);
-    be_.linear_forward(x.fc, x.ln2, P + w.fc_w, P + w.fc_b, R, C, F);
-    be_.gelu_forward(x.gelu, x.fc, static_cast<size_t>(R) * F);
-    be_.linear_forward(res_out, x.gelu, P + w.mp_w, P + w.mp_b, R, F, C);
+    norm(x.ln2, x.ln2_mean, x.ln2_rstd, x.mid, w.ln2_w, w.ln2_b, R);
+    be_.linear_forward(x.fc, x.ln2, P + w.fc_w, at(P, w.fc_b), R, C, FC);
+    if (llama) be_.swiglu_forward(x.act, x.fc, R, F);
+    else be_.gelu_forward(x.act, x.fc, static_cast<size_t>(R) * F);
+    be_.linear_forward(res_out, x.act, P + w.mp_w, at(P, w.mp_b), R, F, C);
     be_.add_inplace(res_out, x.mid, static_cast<size_t>(R) * C);
   }
-  if (L == 0) be_.gather_rows(a.eos_x, a.res[0], a.eos_rows, B, C);
-  be_.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.eos_x, P + table_.lnf_w, P + table_.lnf_b, B, C);
-  be_.linear_forward(a.rewards, a.lnf, P + table_.head_w, P + table_.head_b, B, C, H);
+  if (L == 0) be_.gather_rows(a.eos_x, block_in(0), a.eos_rows, B, C);
+  norm(a.lnf, a.lnf_mean, a.lnf_rstd, a.eos_x, table_.lnf_w, table_.lnf_b, B);
+  be_.linear_forward(a.rewards, a.lnf, P + table_.head_w, at(P, table_.head_b), B, C, H);
   rewards_host.resize(static_cast<size_t>(B) * H);
   be_.to_host(rewards_host.data(), a.rewards, rewards_host.size() * sizeof(float));
   last_batch_ = {N, B, keep};
@@ -203,44 +240,53 @@ void Model::backward(const std::vector<float>& drewards_host) {
 void Model::backward_device(const float* drewards) {
   Acts& a = *acts_;
   if (!a.kept || !last_batch_.keep) throw std::logic_error("Model::backward without a training forward");
-  const int N = last_batch_.N, B = last_batch_.B;
-  const int C = cfg_.d_model, F = cfg_.d_ff, NH = cfg_.n_heads, HS = cfg_.head_size(), H = cfg_.n_heads_out;
+  const int N = last_batch_.N, B = last_batch_.B, L = cfg_.n_layers;
+  const int C = cfg_.d_model, F = cfg_.d_ff, NH = cfg_.n_heads, NKV = cfg_.kv_heads(), HS = cfg_.head_size();
+  const int A = NH * HS, QKV = cfg_.qkv_width(), H = cfg_.n_heads_out, FC = cfg_.is_llama() ? 2 * F : F;
+  const bool llama = cfg_.is_llama();
   const float* P = params_.data();
   float* G = grads_.data();
   SeqLayout seqs;
   seqs.n_seqs = B, seqs.n_tokens = N, seqs.cu_seqlens = a.cu_seqlens, seqs.host_cu_seqlens = a.host_cu.data();
   for (int s = 0; s < B; ++s) seqs.max_len = std::max(seqs.max_len, a.host_cu[s + 1] - a.host_cu[s]);
+  // dinp += Norm backward (dw, db +=)
+  auto norm_bwd = [&](float* dinp, size_t w, size_t b, const float* dout, const float* inp, const float* mean,
+                      const float* rstd, int rows) {
+    if (llama) be_.rmsnorm_backward(dinp, G + w, dout, inp, P + w, rstd, rows, C);
+    else be_.layernorm_backward(dinp, G + w, G + b, dout, inp, P + w, mean, rstd, rows, C);
+  };
 
-  // head: rewards = lnf·Wheadᵀ + b;  lnf = LN_f(eos_x);  eos_x = res[L][eos_rows]
-  be_.linear_backward(a.d_lnf, G + table_.head_w, G + table_.head_b, drewards, a.lnf, P + table_.head_w, B, C, H);
+  // head: rewards = lnf·Wheadᵀ (+ b);  lnf = Norm_f(eos_x);  eos_x = res[L][last rows]
+  be_.linear_backward(a.d_lnf, G + table_.head_w, at(G, table_.head_b), drewards, a.lnf, P + table_.head_w, B, C, H);
   be_.fill(a.d_eos, 0.0f, static_cast<size_t>(B) * C);
-  be_.layernorm_backward(a.d_eos, G + table_.lnf_w, G + table_.lnf_b, a.d_lnf, a.eos_x, P + table_.lnf_w,
-                         a.lnf_mean, a.lnf_rstd, B, C);
-  // d_eos holds dL/d(final residual at the EOS rows).
-  const int L = cfg_.n_layers;
-  be_.fill(a.dres, 0.0f, static_cast<size_t>(N) * C);
-  for (int l = L - 1; l >= 0; --l) {
+  norm_bwd(a.d_eos, table_.lnf_w, table_.lnf_b, a.d_lnf, a.eos_x, a.lnf_mean, a.lnf_rstd, B);
+  // d_eos holds dL/d(final residual at the last rows).
+  const int first = frozen_;  // the lowest block that trains
+  if (first < L || L == 0) be_.fill(a.dres, 0.0f, static_cast<size_t>(N) * C);
+  for (int l = L - 1; l >= first; --l) {
     const BlockParams& w = table_.blocks[l];
-    const Acts::Layer& x = a.layers[l];
+    const Acts::Layer& x = a.layers[l - first];
     const bool last = l == L - 1;
     const int R = last ? B : N;
     float* d_res = last ? a.d_eos : a.dres;  // gradient of this block's output rows
-    // MLP branch: out = mid + gelu·Wmpᵀ + bmp
-    be_.linear_backward(a.d_gelu, G + w.mp_w, G + w.mp_b, d_res, x.gelu, P + w.mp_w, R, F, C);
-    be_.gelu_backward(a.d_fc, x.fc, a.d_gelu, static_cast<size_t>(R) * F);
-    be_.linear_backward(a.d_ln, G + w.fc_w, G + w.fc_b, a.d_fc, x.ln2, P + w.fc_w, R, C, F);
-    be_.layernorm_backward(d_res, G + w.ln2_w, G + w.ln2_b, a.d_ln, x.mid, P + w.ln2_w, x.ln2_mean, x.ln2_rstd, R, C);
-    // attention branch: mid = in + att·Wprojᵀ + bproj  (d_res now holds dL/dmid)
-    be_.linear_backward(a.d_att, G + w.proj_w, G + w.proj_b, d_res, x.att, P + w.proj_w, R, C, C);
-    if (last) be_.attention_last_backward(a.d_qkv, a.d_att, x.qkv, x.att, x.lse, seqs, NH, HS);
-    else be_.attention_backward(a.d_qkv, a.d_att, x.qkv, x.att, x.lse, seqs, NH, HS);
-    be_.linear_backward(a.d_ln, G + w.qkv_w, G + w.qkv_b, a.d_qkv, x.ln1, P + w.qkv_w, N, C, 3 * C);
-    if (last) be_.scatter_add_rows(a.dres, a.d_eos, a.eos_rows, B, C);  // identity path of the EOS rows
-    be_.layernorm_backward(a.dres, G + w.ln1_w, G + w.ln1_b, a.d_ln, a.res[l], P + w.ln1_w, x.ln1_mean,
-                           x.ln1_rstd, N, C);
+    // MLP branch: out = mid + act·Wmpᵀ (+ b)
+    be_.linear_backward(a.d_act, G + w.mp_w, at(G, w.mp_b), d_res, x.act, P + w.mp_w, R, F, C);
+    if (llama) be_.swiglu_backward(a.d_fc, x.fc, a.d_act, R, F);
+    else be_.gelu_backward(a.d_fc, x.fc, a.d_act, static_cast<size_t>(R) * F);
+    be_.linear_backward(a.d_ln, G + w.fc_w, at(G, w.fc_b), a.d_fc, x.ln2, P + w.fc_w, R, C, FC);
+    norm_bwd(d_res, w.ln2_w, w.ln2_b, a.d_ln, x.mid, x.ln2_mean, x.ln2_rstd, R);
+    // attention branch: mid = in + att·Wprojᵀ (+ b)  (d_res now holds dL/dmid)
+    be_.linear_backward(a.d_att, G + w.proj_w, at(G, w.proj_b), d_res, x.att, P + w.proj_w, R, A, C);
+    if (last) be_.attention_last_backward(a.d_qkv, a.d_att, x.qkv, x.att, x.lse, seqs, NH, NKV, HS);
+    else be_.attention_backward(a.d_qkv, a.d_att, x.qkv, x.att, x.lse, seqs, NH, NKV, HS);
+    if (llama) be_.rope_backward(a.d_qkv, a.pos, N, NH, NKV, HS, cfg_.rope_theta);  // back to pre-rotation q, k
+    be_.linear_backward(a.d_ln, G + w.qkv_w, at(G, w.qkv_b), a.d_qkv, x.ln1, P + w.qkv_w, N, C, QKV);
+    if (last) be_.scatter_add_rows(a.dres, a.d_eos, a.eos_rows, B, C);  // identity path of the last rows
+    norm_bwd(a.dres, w.ln1_w, w.ln1_b, a.d_ln, a.res[l - first], x.ln1_mean, x.ln1_rstd, N);
   }
+  if (first > 0) return;  // the embeddings are frozen with the blocks below
   if (L == 0) be_.scatter_add_rows(a.dres, a.d_eos, a.eos_rows, B, C);
-  be_.embedding_backward(G + table_.tok_emb, G + table_.pos_emb, a.dres, a.ids, a.pos, N, C);
+  be_.embedding_backward(G + table_.tok_emb, at(G, table_.pos_emb), a.dres, a.ids, a.pos, N, C);
 }
 
 }  // namespace cairn

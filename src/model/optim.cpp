@@ -33,6 +33,7 @@ double AdamW::step() {
   if (!std::isfinite(norm)) return norm;
   h.grad_scale = (cfg_.clip > 0 && norm > cfg_.clip) ? static_cast<float>(cfg_.clip / norm) : 1.0f;
   for (const ParamInfo& p : model_.table().tensors()) {
+    if (!model_.trainable(p)) continue;  // frozen: no decay, no moment updates
     h.weight_decay = p.decay ? cfg_.weight_decay : 0.0f;
     be.adamw_update(model_.params() + p.offset, model_.grads() + p.offset, m_.data() + p.offset, v_.data() + p.offset, p.numel, h);
   }

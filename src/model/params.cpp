@@ -16,6 +16,7 @@ size_t ParamTable::add(const std::string& name, std::vector<int64_t> shape, bool
   p.offset = total_;
   p.decay = decay;
   p.init = init;
+  p.layer = layer_;
   total_ += p.numel;
   tensors_.push_back(std::move(p));
   return tensors_.back().offset;
@@ -23,29 +24,35 @@ size_t ParamTable::add(const std::string& name, std::vector<int64_t> shape, bool
 
 ParamTable::ParamTable(const ModelConfig& c) {
   const int64_t V = c.vocab_size, T = c.max_seq_len, C = c.d_model, F = c.d_ff, H = c.n_heads_out;
+  const int64_t QKV = c.qkv_width(), A = static_cast<int64_t>(c.n_heads) * c.head_size();
+  const bool llama = c.is_llama();
+  // A bias the llama family does not have.
+  auto bias = [&](const std::string& name, int64_t n) { return llama ? kNoParam : add(name, {n}, false, InitKind::Zeros); };
   tok_emb = add("tok_emb.weight", {V, C}, true, InitKind::Normal);
-  pos_emb = add("pos_emb.weight", {T, C}, true, InitKind::Normal);
+  pos_emb = llama ? kNoParam : add("pos_emb.weight", {T, C}, true, InitKind::Normal);
   for (int i = 0; i < c.n_layers; ++i) {
+    layer_ = i;
     const std::string b = "blocks." + std::to_string(i) + ".";
     BlockParams bp;
     bp.ln1_w = add(b + "ln1.weight", {C}, false, InitKind::Ones);
-    bp.ln1_b = add(b + "ln1.bias", {C}, false, InitKind::Zeros);
-    bp.qkv_w = add(b + "attn.qkv.weight", {3 * C, C}, true, InitKind::Normal);
-    bp.qkv_b = add(b + "attn.qkv.bias", {3 * C}, false, InitKind::Zeros);
-    bp.proj_w = add(b + "attn.proj.weight", {C, C}, true, InitKind::NormalResidual);
-    bp.proj_b = add(b + "attn.proj.bias", {C}, false, InitKind::Zeros);
+    bp.ln1_b = bias(b + "ln1.bias", C);
+    bp.qkv_w = add(b + "attn.qkv.weight", {QKV, C}, true, InitKind::Normal);
+    bp.qkv_b = bias(b + "attn.qkv.bias", QKV);
+    bp.proj_w = add(b + "attn.proj.weight", {C, A}, true, InitKind::NormalResidual);
+    bp.proj_b = bias(b + "attn.proj.bias", C);
     bp.ln2_w = add(b + "ln2.weight", {C}, false, InitKind::Ones);
-    bp.ln2_b = add(b + "ln2.bias", {C}, false, InitKind::Zeros);
-    bp.fc_w = add(b + "mlp.fc.weight", {F, C}, true, InitKind::Normal);
-    bp.fc_b = add(b + "mlp.fc.bias", {F}, false, InitKind::Zeros);
+    bp.ln2_b = bias(b + "ln2.bias", C);
+    bp.fc_w = add(b + "mlp.fc.weight", {llama ? 2 * F : F, C}, true, InitKind::Normal);
+    bp.fc_b = bias(b + "mlp.fc.bias", F);
     bp.mp_w = add(b + "mlp.proj.weight", {C, F}, true, InitKind::NormalResidual);
-    bp.mp_b = add(b + "mlp.proj.bias", {C}, false, InitKind::Zeros);
+    bp.mp_b = bias(b + "mlp.proj.bias", C);
     blocks.push_back(bp);
   }
+  layer_ = c.n_layers;
   lnf_w = add("ln_f.weight", {C}, false, InitKind::Ones);
-  lnf_b = add("ln_f.bias", {C}, false, InitKind::Zeros);
+  lnf_b = bias("ln_f.bias", C);
   head_w = add("head.weight", {H, C}, true, InitKind::Normal);
-  head_b = add("head.bias", {H}, false, InitKind::Zeros);
+  head_b = bias("head.bias", H);
 }
 
 const ParamInfo* ParamTable::find(const std::string& name) const {

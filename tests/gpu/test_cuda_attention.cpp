@@ -2,6 +2,10 @@
 // inputs, double accumulation; itself checked against the double reference and finite differences
 // in tests/test_attention.cpp). Packed batch of awkward lengths (1, 31, 33, 127, 200), head sizes
 // 24/32/64/128, causal and not, random inputs in [-1, 1] and ±50 logits; outputs pre-filled with NaN.
+// Grouped-query attention: NH/NKV = 2/2 (multi-head), 9/3, 4/1, 4/2, 4/4, qkv rows
+// [q (NH·HS) | k (NKV·HS) | v (NKV·HS)] as the model packs them; dq, dk and dv are checked one by one
+// (a kv head missing a query head's contribution cannot hide in the total), and GQA must equal MHA run
+// on key/value heads repeated G times (dK, dV of a kv head = the sum over its query heads).
 //
 // The flash kernels multiply bf16 operands, so they are compared with the reference run on the same
 // bf16-rounded inputs: what remains is the rounding of P and dS to bf16 and the fp32 accumulation.
@@ -11,12 +15,16 @@
 
 #include <cstring>
 #include <ostream>
+#include <stdexcept>
 
+#include "attention_case.h"
 #include "cpu/attention.h"
 #include "gpu/gpu_util.h"
 #include "kernels/kernels.h"
 
 namespace cairn {
+using test::AttnCase;
+using test::make_attn_case;
 using test::rand_vec;
 using test::rel_l2;
 
@@ -63,45 +71,36 @@ std::vector<T> dev_download(const T* p, size_t n) {
   return h;
 }
 
-struct Case {
-  std::vector<int32_t> cu;
-  int NH, HS;
-  std::vector<float> qkv, dout;
-  int N() const { return cu.back(); }
-  int B() const { return static_cast<int>(cu.size()) - 1; }
-  int max_len() const {
-    int m = 0;
-    for (int b = 0; b < B(); ++b) m = std::max(m, cu[b + 1] - cu[b]);
-    return m;
-  }
-};
-
-Case make_case(const std::vector<int>& lens, int NH, int HS, float logit_scale, uint64_t seed) {
-  Case c;
-  c.cu = {0};
-  for (int L : lens) c.cu.push_back(c.cu.back() + L);
-  c.NH = NH, c.HS = HS;
-  const int C = NH * HS;
-  c.qkv = rand_vec(size_t(c.N()) * 3 * C, seed);
-  const float s = std::sqrt(logit_scale * std::sqrt(static_cast<float>(HS)) / (HS / 3.0f));
-  for (int n = 0; n < c.N(); ++n)
-    for (int k = 0; k < 2 * C; ++k) c.qkv[size_t(n) * 3 * C + k] *= s;
-  c.dout = rand_vec(size_t(c.N()) * C, seed + 1);
-  return c;
-}
-
 struct Result {
   std::vector<float> out, lse, dqkv;
 };
 
-Result cpu_reference(const Case& c, const std::vector<float>& qkv, const std::vector<float>& dout, bool causal) {
+Result cpu_reference(const AttnCase& c, const std::vector<float>& qkv, const std::vector<float>& dout, bool causal) {
   Result r;
-  const int C = c.NH * c.HS;
-  r.out.assign(size_t(c.N()) * C, 0), r.lse.assign(size_t(c.N()) * c.NH, 0), r.dqkv.assign(qkv.size(), 0);
-  cpu::attention_forward(cpu::AttnImpl::Naive, r.out.data(), r.lse.data(), qkv.data(), c.cu.data(), c.B(), c.NH, c.HS, causal);
+  r.out.assign(size_t(c.N()) * c.C(), 0), r.lse.assign(size_t(c.N()) * c.NH, 0), r.dqkv.assign(qkv.size(), 0);
+  cpu::attention_forward(cpu::AttnImpl::Naive, r.out.data(), r.lse.data(), qkv.data(), c.cu.data(), c.B(), c.NH, c.NKV,
+                         c.HS, causal);
   cpu::attention_backward(cpu::AttnImpl::Naive, r.dqkv.data(), dout.data(), qkv.data(), r.out.data(), r.lse.data(),
-                          c.cu.data(), c.B(), c.NH, c.HS, causal);
+                          c.cu.data(), c.B(), c.NH, c.NKV, c.HS, causal);
   return r;
+}
+
+// The columns [begin, end) of every row of a [N, W] array: one part (q, k or v) of qkv.
+std::vector<float> columns(const std::vector<float>& a, int N, int W, int begin, int end) {
+  std::vector<float> r;
+  for (int n = 0; n < N; ++n)
+    for (int k = begin; k < end; ++k) r.push_back(a[size_t(n) * W + k]);
+  return r;
+}
+std::vector<float> qkv_part(const std::vector<float>& a, const AttnCase& c, int part) {
+  const int b[4] = {0, c.NH * c.HS, (c.NH + c.NKV) * c.HS, c.W()};
+  return columns(a, c.N(), c.W(), b[part], b[part + 1]);
+}
+// rel_l2 of dq, dk and dv separately, each below tol.
+void expect_parts_close(const std::vector<float>& got, const std::vector<float>& ref, const AttnCase& c, double tol,
+                        const char* what) {
+  for (int part = 0; part < 3; ++part)
+    EXPECT_LT(rel_l2(qkv_part(got, c, part), qkv_part(ref, c, part)), tol) << what << ": d" << "qkv"[part];
 }
 
 // Host values ↔ device storage of one element type: fp32 as is, bf16 as its 16-bit patterns.
@@ -120,32 +119,35 @@ struct Bf16Storage {
   static uint16_t nan() { return 0xffff; }
 };
 
-// Runs one GPU kernel on the case: forward then backward, qkv[N,3C] packed as the model stores it,
-// every output pre-filled with NaN.
+// Runs one GPU kernel on the case: forward then backward, qkv[N, (NH+2·NKV)·HS] packed as the model
+// stores it, every output (and the workspace) pre-filled with NaN.
 template <class S>
-Result gpu_run(cuda::AttnKernel k, const Case& c, bool causal) {
+Result gpu_run(cuda::AttnKernel k, const AttnCase& c, bool causal) {
   using T = typename S::T;
-  const int C = c.NH * c.HS, N = c.N();
+  const int N = c.N();
+  const long C = c.C(), W = c.W();
   int32_t* cu = dev_upload(c.cu);
   T *qkv = dev_upload(S::encode(c.qkv)), *dout = dev_upload(S::encode(c.dout));
   T* out = dev_upload(std::vector<T>(size_t(N) * C, S::nan()));
   float* lse = dev_upload(std::vector<float>(size_t(N) * c.NH, std::nanf("")));
-  T* dqkv = dev_upload(std::vector<T>(size_t(N) * 3 * C, S::nan()));
+  T* dqkv = dev_upload(std::vector<T>(size_t(N) * W, S::nan()));
   cuda::AttnShape s;
-  s.cu_seqlens = cu, s.B = c.B(), s.NH = c.NH, s.HS = c.HS, s.max_len = c.max_len(), s.n_tokens = N, s.causal = causal;
+  s.cu_seqlens = cu, s.B = c.B(), s.NH = c.NH, s.NKV = c.NKV, s.HS = c.HS, s.max_len = c.max_len(), s.n_tokens = N;
+  s.causal = causal;
+  EXPECT_EQ(s.qkv_cols(), W);
   float* ws = dev_upload(std::vector<float>(cuda::attention_bwd_workspace_floats(s), std::nanf("")));
-  cuda::attention_forward(k, S::kDtype, s, {qkv, qkv + C, qkv + 2 * C, 3 * C, 3 * C, 3 * C, out, C, lse}, 0);
-  cuda::attention_backward(k, S::kDtype, s,
-                           {qkv, qkv + C, qkv + 2 * C, out, dout, 3 * C, 3 * C, 3 * C, C, C, lse, dqkv, dqkv + C,
-                            dqkv + 2 * C, 3 * C, 3 * C, 3 * C, ws},
-                           0);
+  const long kc = s.k_col(), vc = s.v_col();
+  cuda::attention_forward(k, S::kDtype, s, {qkv, qkv + kc, qkv + vc, W, W, W, out, C, lse}, 0);
+  cuda::attention_backward(
+      k, S::kDtype, s,
+      {qkv, qkv + kc, qkv + vc, out, dout, W, W, W, C, C, lse, dqkv, dqkv + kc, dqkv + vc, W, W, W, ws}, 0);
   Result r{S::decode(dev_download(out, size_t(N) * C)), dev_download(lse, size_t(N) * c.NH),
-           S::decode(dev_download(dqkv, size_t(N) * 3 * C))};
+           S::decode(dev_download(dqkv, size_t(N) * W))};
   for (void* p : {(void*)cu, (void*)qkv, (void*)dout, (void*)out, (void*)lse, (void*)dqkv, (void*)ws}) cudaFree(p);
   return r;
 }
-Result gpu_run_f32(cuda::AttnKernel k, const Case& c, bool causal) { return gpu_run<F32Storage>(k, c, causal); }
-Result gpu_run_bf16(cuda::AttnKernel k, const Case& c, bool causal) { return gpu_run<Bf16Storage>(k, c, causal); }
+Result gpu_run_f32(cuda::AttnKernel k, const AttnCase& c, bool causal) { return gpu_run<F32Storage>(k, c, causal); }
+Result gpu_run_bf16(cuda::AttnKernel k, const AttnCase& c, bool causal) { return gpu_run<Bf16Storage>(k, c, causal); }
 
 ::testing::AssertionResult lse_close(const std::vector<float>& a, const std::vector<float>& ref) {
   for (size_t i = 0; i < a.size(); ++i)
@@ -161,29 +163,42 @@ std::vector<float> rounded(const std::vector<float>& v) {
 }
 
 struct Param {
-  int HS;
+  int NH, NKV, HS;
   bool causal;
   float logits;
   cuda::AttnKernel flash = cuda::AttnKernel::Flash64;
 };
 std::string param_name(const ::testing::TestParamInfo<Param>& i) {
-  return std::string(cuda::attn_kernel_name(i.param.flash)) + "_hs" + std::to_string(i.param.HS) +
-         (i.param.causal ? "_causal" : "_full") + "_logits" + std::to_string(static_cast<int>(i.param.logits));
+  const Param& p = i.param;
+  return std::string(cuda::attn_kernel_name(p.flash)) + "_nh" + std::to_string(p.NH) + "kv" + std::to_string(p.NKV) +
+         "_hs" + std::to_string(p.HS) + (p.causal ? "_causal" : "_full") + "_logits" +
+         std::to_string(static_cast<int>(p.logits));
 }
 void PrintTo(const Param& p, std::ostream* os) {
-  *os << cuda::attn_kernel_name(p.flash) << " hs " << p.HS << (p.causal ? " causal" : " full") << " logits ±" << p.logits;
+  *os << cuda::attn_kernel_name(p.flash) << " NH " << p.NH << " NKV " << p.NKV << " hs " << p.HS
+      << (p.causal ? " causal" : " full") << " logits ±" << p.logits;
 }
 std::vector<Param> all_params() {
+  std::vector<Param> shapes = {
+      // multi-head (NKV = NH = 2)
+      {2, 2, 24, true, 1}, {2, 2, 32, true, 1}, {2, 2, 64, true, 1}, {2, 2, 128, true, 1}, {2, 2, 64, false, 1},
+      {2, 2, 128, false, 1}, {2, 2, 64, true, 50}, {2, 2, 128, false, 50},
+      // grouped-query, causal, every head size below (and 4/4: MHA through the same shapes)
+      // (added in the loop), then a few full-mask and large-logit ones
+      {9, 3, 64, false, 1}, {4, 1, 128, false, 1}, {4, 2, 24, false, 1}, {4, 1, 64, true, 50}, {9, 3, 128, false, 50}};
+  for (auto [NH, NKV] : {std::pair{9, 3}, {4, 1}, {4, 2}, {4, 4}})
+    for (int HS : {24, 32, 64, 128}) shapes.push_back({NH, NKV, HS, true, 1});
   std::vector<Param> v;
   for (cuda::AttnKernel k : {cuda::AttnKernel::Flash64, cuda::AttnKernel::Flash128})
-    for (Param p : {Param{24, true, 1}, Param{32, true, 1}, Param{64, true, 1}, Param{128, true, 1},
-                    Param{64, false, 1}, Param{128, false, 1}, Param{64, true, 50}, Param{128, false, 50}}) {
+    for (Param p : shapes) {
       p.flash = k;
       v.push_back(p);
     }
   return v;
 }
 const std::vector<int> kLens = {1, 31, 33, 127, 200};
+
+uint64_t seed_of(const Param& p, uint64_t base) { return base + 1000 * p.NH + 100 * p.NKV + p.HS; }
 
 }  // namespace
 
@@ -193,32 +208,26 @@ TEST_P(CudaAttention, NaiveMatchesCpuReference) {
   CAIRN_REQUIRE_GPU();
   const Param pr = GetParam();
   if (pr.flash != cuda::AttnKernel::Flash64) GTEST_SKIP() << "the reference is checked once per shape";
-  const Case c = make_case(kLens, 2, pr.HS, pr.logits, 100 + pr.HS);
+  const AttnCase c = make_attn_case(kLens, pr.NH, pr.NKV, pr.HS, pr.logits, seed_of(pr, 100));
   const Result ref = cpu_reference(c, c.qkv, c.dout, pr.causal);
   const Result got = gpu_run_f32(cuda::AttnKernel::Naive, c, pr.causal);
   EXPECT_LT(rel_l2(got.out, ref.out), 1e-5);
   EXPECT_TRUE(lse_close(got.lse, ref.lse));
   EXPECT_LT(rel_l2(got.dqkv, ref.dqkv), 1e-4);
+  expect_parts_close(got.dqkv, ref.dqkv, c, 1e-4, "naive");
 }
 
 TEST_P(CudaAttention, FlashMatchesReferenceOnTheSameBf16Inputs) {
   CAIRN_REQUIRE_GPU();
   const Param pr = GetParam();
-  const Case c = make_case(kLens, 2, pr.HS, pr.logits, 200 + pr.HS);
+  const AttnCase c = make_attn_case(kLens, pr.NH, pr.NKV, pr.HS, pr.logits, seed_of(pr, 200));
   const Result ref = cpu_reference(c, rounded(c.qkv), c.dout, pr.causal);
   const Result got = gpu_run_f32(pr.flash, c, pr.causal);
   const double e_out = rel_l2(got.out, ref.out), e_d = rel_l2(got.dqkv, ref.dqkv);
   EXPECT_LT(e_out, 1e-2);
   EXPECT_TRUE(lse_close(got.lse, ref.lse));
   EXPECT_LT(e_d, 2e-2);
-  // per part of qkv: dq, dk, dv each within tolerance (a part left at zero would hide in the total)
-  const int C = c.NH * c.HS;
-  for (int part = 0; part < 3; ++part) {
-    std::vector<float> a, b;
-    for (int n = 0; n < c.N(); ++n)
-      for (int k = 0; k < C; ++k) a.push_back(got.dqkv[size_t(n) * 3 * C + part * C + k]), b.push_back(ref.dqkv[size_t(n) * 3 * C + part * C + k]);
-    EXPECT_LT(rel_l2(a, b), 2e-2) << "part " << "qkv"[part];
-  }
+  expect_parts_close(got.dqkv, ref.dqkv, c, 2e-2, "flash");
   std::printf("flash fp32-in: out %.2e  dqkv %.2e\n", e_out, e_d);
 }
 
@@ -226,7 +235,7 @@ TEST_P(CudaAttention, Bf16StorageFlashAgreesWithNaive) {
   CAIRN_REQUIRE_GPU();
   const Param pr = GetParam();
   if (pr.HS % 8) GTEST_SKIP() << "bf16 storage needs head sizes divisible by 8";
-  const Case c = make_case(kLens, 2, pr.HS, pr.logits, 300 + pr.HS);
+  const AttnCase c = make_attn_case(kLens, pr.NH, pr.NKV, pr.HS, pr.logits, seed_of(pr, 300));
   const Result ref = cpu_reference(c, rounded(c.qkv), rounded(c.dout), pr.causal);
   const Result naive = gpu_run_bf16(cuda::AttnKernel::Naive, c, pr.causal);
   const Result flash = gpu_run_bf16(pr.flash, c, pr.causal);
@@ -237,34 +246,143 @@ TEST_P(CudaAttention, Bf16StorageFlashAgreesWithNaive) {
   EXPECT_TRUE(lse_close(flash.lse, ref.lse));
   EXPECT_LT(rel_l2(naive.dqkv, ref.dqkv), 1e-2);
   EXPECT_LT(rel_l2(flash.dqkv, ref.dqkv), 3e-2);
+  expect_parts_close(naive.dqkv, ref.dqkv, c, 1e-2, "naive bf16");
+  expect_parts_close(flash.dqkv, ref.dqkv, c, 3e-2, "flash bf16");
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaAttention, ::testing::ValuesIn(all_params()), param_name);
+
+// GQA is MHA with each key/value head repeated G = NH/NKV times: out and lse are the same numbers (the
+// same products in the same order: bit for bit), dq the same up to the order of its atomics, and dk,
+// dv of a kv head the sum of the MHA gradients of its G copies. Independent of the CPU reference.
+TEST(CudaAttentionGqa, EqualsMhaWithRepeatedKvHeads) {
+  CAIRN_REQUIRE_GPU();
+  for (cuda::AttnKernel k : cuda::kAttnKernels)
+    for (auto [NH, NKV] : {std::pair{9, 3}, {4, 1}, {4, 2}, {6, 2}})
+      for (int HS : {24, 64, 128})
+        for (bool causal : {true, false}) {
+          const AttnCase g = make_attn_case(kLens, NH, NKV, HS, 3, 500 + 10 * NH + NKV + HS);
+          const int G = NH / NKV, N = g.N();
+          AttnCase m = g;  // the same q and dout; kv head j of the MHA case = kv head j / G of g
+          m.NKV = NH;
+          m.qkv.assign(size_t(N) * m.W(), 0.0f);
+          for (int n = 0; n < N; ++n)
+            for (int col = 0; col < m.W(); ++col) {
+              int src = col;  // q columns are shared
+              if (col >= NH * HS) {
+                const int part = (col - NH * HS) / (NH * HS), head = (col - NH * HS) % (NH * HS) / HS, e = col % HS;
+                src = (NH + part * NKV + head / G) * HS + e;
+              }
+              m.qkv[size_t(n) * m.W() + col] = g.qkv[size_t(n) * g.W() + src];
+            }
+          const Result rg = gpu_run_f32(k, g, causal), rm = gpu_run_f32(k, m, causal);
+          const std::string what = std::string(cuda::attn_kernel_name(k)) + " NH " + std::to_string(NH) + " NKV " +
+                                   std::to_string(NKV) + " hs " + std::to_string(HS) + (causal ? " causal" : " full");
+          EXPECT_TRUE(test::all_close(rg.out, rm.out, 0, 0)) << what;
+          EXPECT_TRUE(test::all_close(rg.lse, rm.lse, 0, 0)) << what;
+          EXPECT_LT(rel_l2(qkv_part(rg.dqkv, g, 0), qkv_part(rm.dqkv, m, 0)), 1e-6) << what << ": dq";
+          for (int part = 1; part < 3; ++part) {  // dk, dv: sum the MHA copies in double
+            std::vector<double> sum(size_t(N) * NKV * HS, 0.0);
+            for (int n = 0; n < N; ++n)
+              for (int h = 0; h < NH; ++h)
+                for (int e = 0; e < HS; ++e)
+                  sum[(size_t(n) * NKV + h / G) * HS + e] +=
+                      rm.dqkv[size_t(n) * m.W() + (NH + (part - 1) * NH + h) * HS + e];
+            EXPECT_LT(rel_l2(qkv_part(rg.dqkv, g, part), sum), 1e-5) << what << ": d" << "qkv"[part];
+          }
+        }
+}
+
+// Shapes the kernels cannot run are refused before anything reaches the device (no GPU needed).
+TEST(CudaAttentionGqa, RefusesHeadCountsThatDoNotGroup) {
+  for (auto [NH, NKV] : {std::pair{4, 3}, {4, 0}, {3, 6}}) {
+    cuda::AttnShape s;
+    s.B = 1, s.NH = NH, s.NKV = NKV, s.HS = 64, s.max_len = 1, s.n_tokens = 1;
+    const cuda::AttnFwd f{};
+    const cuda::AttnBwd b{};
+    EXPECT_THROW(cuda::attention_forward(cuda::AttnKernel::Flash128, cuda::AttnDtype::F32, s, f, 0),
+                 std::invalid_argument)
+        << NH << "/" << NKV;
+    EXPECT_THROW(cuda::attention_backward(cuda::AttnKernel::Naive, cuda::AttnDtype::F32, s, b, 0),
+                 std::invalid_argument)
+        << NH << "/" << NKV;
+    EXPECT_THROW(cuda::attention_last_forward(nullptr, nullptr, nullptr, nullptr, 1, NH, NKV, 64, 0),
+                 std::invalid_argument);
+    EXPECT_THROW(cuda::attention_last_backward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1, 1, NH, NKV, 64,
+                                               0),
+                 std::invalid_argument);
+  }
+  cuda::AttnShape mha;  // NKV left at 0: a caller that forgot it is told, not given MHA by accident
+  mha.B = 1, mha.NH = 4, mha.HS = 64, mha.max_len = 1, mha.n_tokens = 1;
+  EXPECT_THROW(cuda::attention_forward(cuda::AttnKernel::Flash64, cuda::AttnDtype::F32, mha, cuda::AttnFwd{}, 0),
+               std::invalid_argument);
+}
+
+namespace {
+SeqLayout layout_of(const AttnCase& c, const int32_t* device_cu) {
+  SeqLayout s;
+  s.n_seqs = c.B(), s.n_tokens = c.N(), s.max_len = c.max_len(), s.host_cu_seqlens = c.cu.data();
+  s.cu_seqlens = device_cu;
+  return s;
+}
+}  // namespace
+
+// The backend's attention (kAttnBest on fp32 qkv, the model's packing) against the CPU backend's on
+// the same bf16-rounded inputs: the backend's k / v column offsets and strides for every grouping.
+TEST(CudaAttentionBackend, GroupedQueryMatchesCpuBackend) {
+  CAIRN_REQUIRE_GPU();
+  auto cpu = make_backend("cpu", 2);
+  auto gpu = make_cuda_backend(0);
+  for (auto [NH, NKV] : {std::pair{9, 3}, {4, 1}, {4, 2}, {4, 4}})
+    for (int HS : {24, 64, 128}) {
+      const AttnCase c = make_attn_case(kLens, NH, NKV, HS, 1, 600 + 10 * NH + NKV + HS);
+      const std::vector<float> qkv = rounded(c.qkv);  // for both (the GPU would round c.qkv the same way)
+      const size_t N = c.N(), C = c.C();
+      std::vector<float> out(N * C), lse(N * NH), dqkv(N * c.W());
+      const SeqLayout hs = layout_of(c, c.cu.data());
+      cpu->attention_forward(out.data(), lse.data(), qkv.data(), hs, NH, NKV, HS);
+      cpu->attention_backward(dqkv.data(), c.dout.data(), qkv.data(), out.data(), lse.data(), hs, NH, NKV, HS);
+      test::DeviceBuffers g(*gpu);
+      float *gqkv = g.upload(qkv), *gout = g.poisoned(out.size()), *glse = g.poisoned(lse.size());
+      float* gdqkv = g.poisoned(dqkv.size());
+      const SeqLayout gs = layout_of(c, g.upload(c.cu));
+      gpu->attention_forward(gout, glse, gqkv, gs, NH, NKV, HS);
+      gpu->attention_backward(gdqkv, g.upload(c.dout), gqkv, gout, glse, gs, NH, NKV, HS);
+      const std::string what = "NH " + std::to_string(NH) + " NKV " + std::to_string(NKV) + " hs " + std::to_string(HS);
+      EXPECT_LT(rel_l2(g.download(gout, out.size()), out), 1e-2) << what;
+      EXPECT_TRUE(lse_close(g.download(glse, lse.size()), lse)) << what;
+      expect_parts_close(g.download(gdqkv, dqkv.size()), dqkv, c, 2e-2, what.c_str());
+    }
+}
 
 TEST(CudaAttentionLast, MatchesCpuBackend) {
   CAIRN_REQUIRE_GPU();
   auto cpu = make_backend("cpu", 2);
   auto gpu = make_cuda_backend(0);
-  for (int HS : {24, 64, 128}) {
-    const Case c = make_case(kLens, 3, HS, 1, 400 + HS);
-    const int C = c.NH * HS, N = c.N(), B = c.B();
-    SeqLayout s;
-    s.n_seqs = B, s.n_tokens = N, s.max_len = c.max_len(), s.host_cu_seqlens = c.cu.data(), s.cu_seqlens = c.cu.data();
-    auto dout = rand_vec(size_t(B) * C, 401);
-    std::vector<float> out(size_t(B) * C), lse(size_t(B) * c.NH), dqkv(size_t(N) * 3 * C);
-    cpu->attention_last_forward(out.data(), lse.data(), c.qkv.data(), s, c.NH, HS);
-    cpu->attention_last_backward(dqkv.data(), dout.data(), c.qkv.data(), out.data(), lse.data(), s, c.NH, HS);
-    test::DeviceBuffers g(*gpu);
-    float *gqkv = g.upload(c.qkv), *gout = g.poisoned(out.size()), *glse = g.poisoned(lse.size());
-    float* gdqkv = g.poisoned(dqkv.size());
-    SeqLayout gs = s;
-    gs.cu_seqlens = g.upload(c.cu);
-    gpu->attention_last_forward(gout, glse, gqkv, gs, c.NH, HS);
-    gpu->attention_last_backward(gdqkv, g.upload(dout), gqkv, gout, glse, gs, c.NH, HS);
-    EXPECT_TRUE(test::all_close(g.download(gout, out.size()), out, 1e-5, 1e-4)) << HS;
-    EXPECT_TRUE(test::all_close(g.download(glse, lse.size()), lse, 1e-5, 1e-5)) << HS;
-    EXPECT_TRUE(test::all_close(g.download(gdqkv, dqkv.size()), dqkv, 1e-5, 1e-4)) << HS;
-  }
+  for (auto [NH, NKV] : {std::pair{3, 3}, {9, 3}, {4, 1}, {4, 2}})
+    for (int HS : {24, 64, 128}) {
+      const AttnCase c = make_attn_case(kLens, NH, NKV, HS, 1, 400 + 10 * NH + NKV + HS);
+      const int C = c.C(), N = c.N(), B = c.B();
+      const SeqLayout s = layout_of(c, c.cu.data());
+      auto dout = rand_vec(size_t(B) * C, 401);
+      std::vector<float> out(size_t(B) * C), lse(size_t(B) * NH), dqkv(size_t(N) * c.W());
+      cpu->attention_last_forward(out.data(), lse.data(), c.qkv.data(), s, NH, NKV, HS);
+      cpu->attention_last_backward(dqkv.data(), dout.data(), c.qkv.data(), out.data(), lse.data(), s, NH, NKV, HS);
+      test::DeviceBuffers g(*gpu);
+      float *gqkv = g.upload(c.qkv), *gout = g.poisoned(out.size()), *glse = g.poisoned(lse.size());
+      float* gdqkv = g.poisoned(dqkv.size());
+      const SeqLayout gs = layout_of(c, g.upload(c.cu));
+      gpu->attention_last_forward(gout, glse, gqkv, gs, NH, NKV, HS);
+      gpu->attention_last_backward(gdqkv, g.upload(dout), gqkv, gout, glse, gs, NH, NKV, HS);
+      const std::string what = "NH " + std::to_string(NH) + " NKV " + std::to_string(NKV) + " hs " + std::to_string(HS);
+      EXPECT_TRUE(test::all_close(g.download(gout, out.size()), out, 1e-5, 1e-4)) << what;
+      EXPECT_TRUE(test::all_close(g.download(glse, lse.size()), lse, 1e-5, 1e-5)) << what;
+      const auto got = g.download(gdqkv, dqkv.size());
+      EXPECT_TRUE(test::all_close(got, dqkv, 1e-5, 1e-4)) << what;
+      for (int part = 0; part < 3; ++part)
+        EXPECT_TRUE(test::all_close(qkv_part(got, c, part), qkv_part(dqkv, c, part), 1e-5, 1e-4))
+            << what << ": d" << "qkv"[part];
+    }
 }
 
 }  // namespace cairn

@@ -1,6 +1,7 @@
 // The whole model on the GPU against the same model on the CPU: one training step from the same
-// initial weights (rewards, loss, every gradient), a few AdamW steps, learnability of the synthetic
-// task, and run directories that move between devices through the CLI.
+// initial weights (rewards, loss, every gradient), a few AdamW steps, for both architecture families
+// (gpt2; llama with grouped-query attention, RoPE, RMSNorm, SwiGLU, also with frozen lower blocks),
+// learnability of the synthetic task, and run directories that move between devices through the CLI.
 // Tolerances (relative L2 over all parameters): fp32 GEMMs 2e-2 and bf16 GEMMs 5e-2 for gradients
 // (the attention MMAs are bf16 in both), rewards 1e-2 / 3e-2.
 #include <gtest/gtest.h>
@@ -37,9 +38,10 @@ struct StepResult {
 };
 
 StepResult run_steps(Backend& be, const ModelConfig& cfg, const TokenBatch& batch, const std::vector<PairTarget>& pairs,
-                     int adam_steps) {
+                     int adam_steps, int frozen_layers = 0) {
   Model m(cfg, be);
   m.init(5);
+  m.set_frozen_layers(frozen_layers);
   BTObjective obj(m, 0.05f);
   StepResult r;
   m.zero_grads();
@@ -54,11 +56,8 @@ StepResult run_steps(Backend& be, const ModelConfig& cfg, const TokenBatch& batc
   m.get_params(r.params_after.data());
   return r;
 }
-}  // namespace
 
-TEST(CudaModel, TrainingStepMatchesCpu) {
-  CAIRN_REQUIRE_GPU();
-  const ModelConfig cfg = step_config();
+TokenBatch step_batch(const ModelConfig& cfg) {
   Rng rng(3);
   TokenBatch batch;
   batch.clear();
@@ -67,18 +66,26 @@ TEST(CudaModel, TrainingStepMatchesCpu) {
     for (auto& t : s) t = static_cast<int32_t>(rng.below(cfg.vocab_size));
     batch.add(s);
   }
-  std::vector<PairTarget> pairs = {{0, 1, 1.0f, 0.0f, 1.0f, -1}, {2, 3, 0.8f, 0.1f, 2.0f, 0},
-                                   {4, 5, 1.0f, 0.0f, 1.0f, 1}, {6, 7, 0.3f, 0.0f, 0.5f, -1}};
+  return batch;
+}
+const std::vector<PairTarget> kStepPairs = {{0, 1, 1.0f, 0.0f, 1.0f, -1}, {2, 3, 0.8f, 0.1f, 2.0f, 0},
+                                            {4, 5, 1.0f, 0.0f, 1.0f, 1}, {6, 7, 0.3f, 0.0f, 0.5f, -1}};
+
+// One training step and 5 AdamW steps on the GPU (fp32 and bf16 GEMMs) against the CPU.
+void expect_step_matches_cpu(const ModelConfig& cfg, int frozen_layers, const std::string& what) {
+  const TokenBatch batch = step_batch(cfg);
+  const std::vector<PairTarget>& pairs = kStepPairs;
   auto cpu = make_backend("cpu", 2);
-  const StepResult ref = run_steps(*cpu, cfg, batch, pairs, 5);
+  const StepResult ref = run_steps(*cpu, cfg, batch, pairs, 5, frozen_layers);
   for (CudaMath math : {CudaMath::FP32, CudaMath::BF16}) {
     auto gpu = make_cuda_backend(0, math);
-    const StepResult got = run_steps(*gpu, cfg, batch, pairs, 5);
+    const StepResult got = run_steps(*gpu, cfg, batch, pairs, 5, frozen_layers);
     const bool bf16 = math == CudaMath::BF16;
     const double e_r = rel_l2(got.rewards, ref.rewards), e_g = rel_l2(got.grads, ref.grads);
     const double e_p = rel_l2(got.params_after, ref.params_after);
-    std::printf("%s GEMMs: rewards %.2e  loss %.6f vs %.6f  gradients %.2e  params after 5 AdamW steps %.2e\n",
-                bf16 ? "bf16" : "fp32", e_r, got.loss.loss, ref.loss.loss, e_g, e_p);
+    std::printf("%s, %s GEMMs: rewards %.2e  loss %.6f vs %.6f  gradients %.2e  params after 5 AdamW steps %.2e\n",
+                what.c_str(), bf16 ? "bf16" : "fp32", e_r, got.loss.loss, ref.loss.loss, e_g, e_p);
+    SCOPED_TRACE(what + (bf16 ? ", bf16 GEMMs" : ", fp32 GEMMs"));
     EXPECT_LT(e_r, bf16 ? 3e-2 : 1e-2);
     EXPECT_NEAR(got.loss.loss, ref.loss.loss, (bf16 ? 2e-2 : 5e-3) * std::fabs(ref.loss.loss));
     EXPECT_LT(e_g, bf16 ? 5e-2 : 2e-2);
@@ -92,6 +99,32 @@ TEST(CudaModel, TrainingStepMatchesCpu) {
       std::vector<float> b(ref.grads.begin() + info.offset, ref.grads.begin() + info.offset + info.numel);
       EXPECT_LT(rel_l2(a, b), bf16 ? 1e-1 : 5e-2) << info.name;
     }
+  }
+}
+}  // namespace
+
+TEST(CudaModel, TrainingStepMatchesCpu) {
+  CAIRN_REQUIRE_GPU();
+  expect_step_matches_cpu(step_config(), 0, "gpt2");
+}
+
+// The llama family: RMSNorm, RoPE (θ 10⁴), grouped-query attention (G = 3, 4, 2; and MHA), SwiGLU, no
+// biases or learned positions; head sizes 32, 32, 24, 64; once with the lowest block frozen.
+TEST(CudaModel, LlamaTrainingStepMatchesCpu) {
+  CAIRN_REQUIRE_GPU();
+  struct Shape {
+    int d_model, n_heads, n_kv_heads, frozen;
+  };
+  for (const Shape& sh :
+       {Shape{192, 6, 2, 0}, Shape{128, 4, 1, 0}, Shape{144, 6, 3, 0}, Shape{128, 2, 2, 0}, Shape{192, 6, 2, 1}}) {
+    ModelConfig cfg = step_config();
+    cfg.arch = "llama";
+    cfg.d_model = sh.d_model, cfg.n_heads = sh.n_heads, cfg.n_kv_heads = sh.n_kv_heads;
+    cfg.rope_theta = 10000.0f, cfg.norm_eps = 1e-5f;
+    cfg.validate();
+    expect_step_matches_cpu(cfg, sh.frozen,
+                            "llama C " + std::to_string(sh.d_model) + " NH " + std::to_string(sh.n_heads) + " NKV " +
+                                std::to_string(sh.n_kv_heads) + " frozen " + std::to_string(sh.frozen));
   }
 }
 

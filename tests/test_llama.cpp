@@ -1,0 +1,227 @@
+// The llama architecture family: each new op's forward and backward against central finite
+// differences of the independent double reference (tests/reference) — RMSNorm (with a +100 offset),
+// SwiGLU, rotary embeddings (and that the backward is the inverse rotation) — then the whole model
+// with grouped-query attention: forward vs the reference, every parameter's gradient vs central
+// differences, += accumulation, and frozen lower blocks (no gradient, no update, the rest unchanged).
+// Tolerances as tests/test_ops.cpp: fp32 analytic vs double numeric, |err| ≤ 2e-5 + 2e-3·|ref|.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "cairn/backend.h"
+#include "cairn/model.h"
+#include "cairn/optim.h"
+#include "cpu/ops.h"
+#include "reference/model_ref.h"
+#include "model_helpers.h"
+#include "test_util.h"
+
+namespace cairn {
+using test::all_close;
+using test::make_batch;
+using test::rand_vec;
+using test::random_params;
+using test::random_seqs;
+using test::to_double;
+
+namespace {
+constexpr double kAtol = 2e-5, kRtol = 2e-3;
+double dot(const ref::Vec& a, const std::vector<float>& r) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += a[i] * r[i];
+  return s;
+}
+std::vector<float> minus(const std::vector<float>& a, const std::vector<float>& b) {
+  std::vector<float> d(a.size());
+  for (size_t i = 0; i < a.size(); ++i) d[i] = a[i] - b[i];
+  return d;
+}
+}  // namespace
+
+class RmsNormTest : public ::testing::TestWithParam<float> {};  // param: offset added to the inputs
+
+TEST_P(RmsNormTest, ForwardAndBackward) {
+  const int N = 7, C = 13;
+  const float eps = 1e-5f;
+  auto x = rand_vec(N * C, 31);
+  for (auto& v : x) v += GetParam();
+  auto w = rand_vec(C, 32, 0.5f, 1.5f), R = rand_vec(N * C, 33);
+  std::vector<float> y(N * C), rstd(N);
+  cpu::rmsnorm_forward(y.data(), rstd.data(), x.data(), w.data(), N, C, eps);
+  auto xd = to_double(x), wd = to_double(w);
+  EXPECT_TRUE(all_close(y, ref::rmsnorm(xd, wd.data(), N, C, eps), 1e-5, 1e-5));
+  auto dx0 = rand_vec(N * C, 34), dw0 = rand_vec(C, 35);  // both accumulate
+  std::vector<float> dx = dx0, dw = dw0;
+  cpu::rmsnorm_backward(dx.data(), dw.data(), R.data(), x.data(), w.data(), rstd.data(), N, C);
+  const double h = GetParam() > 10 ? 1e-4 : 1e-6;
+  auto num_x = ref::fd_grad([&](const ref::Vec& v) { return dot(ref::rmsnorm(v, wd.data(), N, C, eps), R); }, xd, h);
+  auto num_w = ref::fd_grad([&](const ref::Vec& v) { return dot(ref::rmsnorm(xd, v.data(), N, C, eps), R); }, wd, h);
+  EXPECT_TRUE(all_close(minus(dx, dx0), num_x, kAtol, kRtol));
+  EXPECT_TRUE(all_close(minus(dw, dw0), num_w, kAtol, kRtol));
+}
+INSTANTIATE_TEST_SUITE_P(Offsets, RmsNormTest, ::testing::Values(0.0f, 100.0f));
+
+TEST(LlamaOps, SwiGluForwardAndBackward) {
+  for (auto [N, F] : {std::pair{1, 1}, std::pair{5, 7}, std::pair{9, 33}}) {
+    auto x = rand_vec(N * 2 * F, 41, -4.0f, 4.0f), R = rand_vec(N * F, 42);
+    std::vector<float> y(N * F), dx(N * 2 * F, std::nanf(""));
+    cpu::swiglu_forward(y.data(), x.data(), N, F);
+    EXPECT_TRUE(all_close(y, ref::swiglu(to_double(x), N, F), 1e-5, 1e-5));
+    cpu::swiglu_backward(dx.data(), x.data(), R.data(), N, F);
+    auto num = ref::fd_grad([&](const ref::Vec& v) { return dot(ref::swiglu(v, N, F), R); }, to_double(x));
+    EXPECT_TRUE(all_close(dx, num, kAtol, kRtol)) << "N " << N << " F " << F;
+  }
+}
+
+TEST(LlamaOps, RopeMatchesReferenceAndBackwardIsTheInverseRotation) {
+  for (auto [NH, NKV, HS] : {std::tuple{2, 2, 4}, std::tuple{4, 2, 8}, std::tuple{3, 1, 6}}) {
+    const int T = 9, W = (NH + 2 * NKV) * HS;
+    const float theta = 10000.0f;
+    auto x = rand_vec(T * W, 51);
+    std::vector<int32_t> pos(T);
+    for (int t = 0; t < T; ++t) pos[t] = t;
+    std::vector<float> y = x;
+    cpu::rope_forward(y.data(), pos.data(), T, NH, NKV, HS, theta);
+    EXPECT_TRUE(all_close(y, ref::rope(to_double(x), T, NH, NKV, HS, theta), 1e-6, 1e-5));
+    // backward of L = Σ R ⊙ rope(x) is rope_backward(R), against finite differences
+    auto R = rand_vec(T * W, 52);
+    std::vector<float> g = R;
+    cpu::rope_backward(g.data(), pos.data(), T, NH, NKV, HS, theta);
+    auto num = ref::fd_grad([&](const ref::Vec& v) { return dot(ref::rope(v, T, NH, NKV, HS, theta), R); }, to_double(x));
+    EXPECT_TRUE(all_close(g, num, kAtol, kRtol));
+    // and rotating back recovers the input
+    cpu::rope_backward(y.data(), pos.data(), T, NH, NKV, HS, theta);
+    EXPECT_TRUE(all_close(y, x, 1e-6, 1e-5));
+  }
+  // large positions (SmolLM2's context is 8192): still a rotation (norm of each pair preserved)
+  const int NH = 1, NKV = 1, HS = 64, W = 3 * HS;
+  auto x = rand_vec(W, 53);
+  std::vector<int32_t> pos = {8191};
+  std::vector<float> y = x;
+  cpu::rope_forward(y.data(), pos.data(), 1, NH, NKV, HS, 100000.0f);
+  for (int i = 0; i < HS / 2; ++i)
+    EXPECT_NEAR(std::hypot(y[i], y[i + HS / 2]), std::hypot(x[i], x[i + HS / 2]), 1e-5);
+}
+
+namespace {
+ModelConfig llama_test_config(int n_kv_heads) {
+  ModelConfig c;
+  c.arch = "llama";
+  c.vocab_size = 13, c.max_seq_len = 16, c.d_model = 16, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = n_kv_heads;
+  c.d_ff = 10, c.rope_theta = 500.0f, c.norm_eps = 1e-5f;
+  c.n_heads_out = 2, c.head_names = {"a", "b"}, c.head_weights = {0.5f, 0.5f};
+  return c;
+}
+}  // namespace
+
+TEST(Llama, TableHasNoBiasesNoPositionsAndGroupedQkv) {
+  ModelConfig cfg = llama_test_config(2);
+  ParamTable t(cfg);
+  EXPECT_EQ(t.pos_emb, kNoParam);
+  EXPECT_EQ(t.head_b, kNoParam);
+  for (const auto& p : t.tensors()) EXPECT_EQ(p.name.find("bias"), std::string::npos) << p.name;
+  EXPECT_EQ(t.find("blocks.0.attn.qkv.weight")->shape, (std::vector<int64_t>{(4 + 2 * 2) * 4, 16}));
+  EXPECT_EQ(t.find("blocks.1.mlp.fc.weight")->shape, (std::vector<int64_t>{20, 16}));
+  EXPECT_EQ(t.find("blocks.1.attn.proj.weight")->shape, (std::vector<int64_t>{16, 16}));
+}
+
+class LlamaModel : public ::testing::TestWithParam<int> {};  // param: key/value heads (4: MHA; 2, 1: GQA)
+
+TEST_P(LlamaModel, ForwardMatchesReference) {
+  auto be = make_backend("cpu", 2);
+  ModelConfig cfg = llama_test_config(GetParam());
+  Model m(cfg, *be);
+  auto p = random_params(m.table(), 61);
+  m.set_params(p.data());
+  auto seqs = random_seqs({3, 16, 7, 1}, cfg.vocab_size, 62);
+  std::vector<float> r;
+  m.forward(make_batch(seqs), r, false);
+  EXPECT_TRUE(all_close(r, ref::model_rewards(cfg, m.table(), to_double(p), seqs), 1e-5, 1e-4));
+}
+
+TEST_P(LlamaModel, EveryParameterGradientMatchesFiniteDifferences) {
+  auto be = make_backend("cpu", 2);
+  ModelConfig cfg = llama_test_config(GetParam());
+  Model m(cfg, *be);
+  auto p = random_params(m.table(), 63);
+  m.set_params(p.data());
+  auto seqs = random_seqs({3, 11, 6}, cfg.vocab_size, 64);
+  auto R = rand_vec(seqs.size() * cfg.n_heads_out, 65);
+  std::vector<float> r, g(m.num_params());
+  m.zero_grads();
+  m.forward(make_batch(seqs), r, true);
+  m.backward(R);
+  m.get_grads(g.data());
+  auto num = ref::fd_grad(
+      [&](const ref::Vec& v) {
+        auto rw = ref::model_rewards(cfg, m.table(), v, seqs);
+        return dot(rw, R);
+      },
+      to_double(p), 1e-5);
+  for (const auto& t : m.table().tensors()) {
+    std::vector<float> ga(g.begin() + t.offset, g.begin() + t.offset + t.numel);
+    std::vector<double> gn(num.begin() + t.offset, num.begin() + t.offset + t.numel);
+    EXPECT_TRUE(all_close(ga, gn, 5e-5, 3e-3)) << t.name;
+  }
+  // backward again accumulates: twice the gradient
+  m.forward(make_batch(seqs), r, true);
+  m.backward(R);
+  std::vector<float> g2(m.num_params());
+  m.get_grads(g2.data());
+  for (auto& x : g) x *= 2.0f;
+  EXPECT_TRUE(all_close(g2, g, 1e-6, 1e-5));
+}
+
+INSTANTIATE_TEST_SUITE_P(KvHeads, LlamaModel, ::testing::Values(4, 2, 1));
+
+// Frozen lower blocks: their parameters (and the embeddings) get no gradient and no update; the
+// trainable ones get exactly the gradient of the unfrozen model; rewards are unchanged.
+TEST(Llama, FrozenLowerBlocksGetNoGradientAndNoUpdate) {
+  auto be = make_backend("cpu", 2);
+  ModelConfig cfg = llama_test_config(2);
+  cfg.n_layers = 3;
+  Model full(cfg, *be), part(cfg, *be);
+  auto p = random_params(full.table(), 71);
+  full.set_params(p.data()), part.set_params(p.data());
+  part.set_frozen_layers(2);
+  auto batch = make_batch(random_seqs({5, 9, 14}, cfg.vocab_size, 72));
+  auto R = rand_vec(3 * cfg.n_heads_out, 73);
+  std::vector<float> r1, r2, g1(full.num_params()), g2(full.num_params());
+  full.zero_grads(), part.zero_grads();
+  full.forward(batch, r1, true), part.forward(batch, r2, true);
+  EXPECT_EQ(r1, r2);
+  full.backward(R), part.backward(R);
+  full.get_grads(g1.data()), part.get_grads(g2.data());
+  for (const auto& t : full.table().tensors()) {
+    std::vector<float> a(g1.begin() + t.offset, g1.begin() + t.offset + t.numel);
+    std::vector<float> b(g2.begin() + t.offset, g2.begin() + t.offset + t.numel);
+    if (part.trainable(t)) {
+      EXPECT_EQ(a, b) << t.name;
+    } else {
+      EXPECT_TRUE(std::all_of(b.begin(), b.end(), [](float x) { return x == 0.0f; })) << t.name;
+    }
+    EXPECT_EQ(part.trainable(t), t.layer >= 2) << t.name;
+  }
+  OptimConfig oc;
+  oc.warmup = 1, oc.total_steps = 4, oc.weight_decay = 0.1f;
+  AdamW opt(part, oc);
+  opt.step();
+  std::vector<float> after(part.num_params());
+  part.get_params(after.data());
+  for (const auto& t : part.table().tensors()) {
+    if (part.trainable(t)) continue;
+    for (size_t i = 0; i < t.numel; ++i) ASSERT_EQ(after[t.offset + i], p[t.offset + i]) << t.name;
+  }
+  // all blocks frozen: only the final norm and the head train
+  part.set_frozen_layers(3);
+  part.zero_grads();
+  part.forward(batch, r2, true);
+  part.backward(R);
+  part.get_grads(g2.data());
+  for (const auto& t : part.table().tensors()) {
+    if (t.layer >= 3) continue;
+    for (size_t i = 0; i < t.numel; ++i) ASSERT_EQ(g2[t.offset + i], 0.0f) << t.name;
+  }
+}
+
+}  // namespace cairn
