@@ -109,6 +109,36 @@ std::vector<float> unpermute_rope_rows(const std::vector<float>& x, int heads, i
   return y;
 }
 
+// Source tensor names of a llama checkpoint: Hugging Face's or llama.cpp's (whose q/k rows are
+// permuted per head, see the file comment).
+struct LlamaNames {
+  std::string embed, final_norm, block_prefix;  // block i's names: block_prefix + i + "." + the suffixes
+  std::string ln1, q, k, v, o, ln2, gate, up, down;
+  bool permuted_qk;
+};
+
+void fill_llama(Filler& f, const ModelConfig& c, const LlamaNames& n) {
+  const int64_t C = c.d_model, F = c.d_ff, HS = c.head_size(), NH = c.n_heads, NKV = c.kv_heads();
+  auto qk_rows = [&](const std::string& name, int64_t heads) {
+    std::vector<float> w = f.fetch(name, {heads * HS, C}).data;
+    return n.permuted_qk ? unpermute_rope_rows(w, static_cast<int>(heads), static_cast<int>(HS), C) : w;
+  };
+  f.put("tok_emb.weight", n.embed);
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    const std::string s = n.block_prefix + std::to_string(i) + ".", d = "blocks." + std::to_string(i) + ".";
+    f.put(d + "ln1.weight", s + n.ln1);
+    f.put_rows(d + "attn.qkv.weight", 0, qk_rows(s + n.q, NH));
+    f.put_rows(d + "attn.qkv.weight", NH * HS, qk_rows(s + n.k, NKV));
+    f.put_rows(d + "attn.qkv.weight", (NH + NKV) * HS, f.fetch(s + n.v, {NKV * HS, C}).data);
+    f.put(d + "attn.proj.weight", s + n.o);
+    f.put(d + "ln2.weight", s + n.ln2);
+    f.put_rows(d + "mlp.fc.weight", 0, f.fetch(s + n.gate, {F, C}).data);
+    f.put_rows(d + "mlp.fc.weight", F, f.fetch(s + n.up, {F, C}).data);
+    f.put(d + "mlp.proj.weight", s + n.down);
+  }
+  f.put("ln_f.weight", n.final_norm);
+}
+
 void init_heads(const ParamTable& t, std::vector<float>& p, uint64_t seed) {
   Rng rng(seed);
   for (const auto& info : t.tensors())
@@ -262,25 +292,16 @@ PretrainedModel load_hf(const std::string& dir, const ModelConfig& heads, int ma
   ParamTable t(c);
   m.params.assign(t.total(), 0.0f);
   Filler f(t, m.params, src);
-  const int64_t C = c.d_model, F = c.d_ff, HS = c.head_size(), NH = c.n_heads, NKV = c.kv_heads();
   if (c.is_llama()) {
     // Some checkpoints (and save_pretrained of *ForCausalLM) prefix the backbone with "model.".
     const std::string pre = src.has("model.embed_tokens.weight") ? "model." : "";
-    f.put("tok_emb.weight", pre + "embed_tokens.weight");
-    for (int64_t i = 0; i < c.n_layers; ++i) {
-      const std::string s = pre + "layers." + std::to_string(i) + ".", d = "blocks." + std::to_string(i) + ".";
-      f.put(d + "ln1.weight", s + "input_layernorm.weight");
-      f.put_rows(d + "attn.qkv.weight", 0, f.fetch(s + "self_attn.q_proj.weight", {NH * HS, C}).data);
-      f.put_rows(d + "attn.qkv.weight", NH * HS, f.fetch(s + "self_attn.k_proj.weight", {NKV * HS, C}).data);
-      f.put_rows(d + "attn.qkv.weight", (NH + NKV) * HS, f.fetch(s + "self_attn.v_proj.weight", {NKV * HS, C}).data);
-      f.put(d + "attn.proj.weight", s + "self_attn.o_proj.weight");
-      f.put(d + "ln2.weight", s + "post_attention_layernorm.weight");
-      f.put_rows(d + "mlp.fc.weight", 0, f.fetch(s + "mlp.gate_proj.weight", {F, C}).data);
-      f.put_rows(d + "mlp.fc.weight", F, f.fetch(s + "mlp.up_proj.weight", {F, C}).data);
-      f.put(d + "mlp.proj.weight", s + "mlp.down_proj.weight");
-    }
-    f.put("ln_f.weight", pre + "norm.weight");
+    fill_llama(f, c,
+               {pre + "embed_tokens.weight", pre + "norm.weight", pre + "layers.", "input_layernorm.weight",
+                "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+                "post_attention_layernorm.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
+                false});
   } else {
+    const int64_t C = c.d_model, F = c.d_ff;
     const std::string pre = src.has("transformer.wte.weight") ? "transformer." : "";
     f.put("tok_emb.weight", pre + "wte.weight");
     const LoadedTensor wpe = f.fetch(pre + "wpe.weight", {model_len, C});
@@ -365,23 +386,10 @@ PretrainedModel load_gguf(const std::string& path, const ModelConfig& heads, int
   ParamTable t(c);
   m.params.assign(t.total(), 0.0f);
   Filler f(t, m.params, src);
-  const int64_t C = c.d_model, F = c.d_ff, HS = c.head_size(), NH = c.n_heads, NKV = c.kv_heads();
-  f.put("tok_emb.weight", "token_embd.weight");
-  for (int64_t i = 0; i < c.n_layers; ++i) {
-    const std::string s = "blk." + std::to_string(i) + ".", d = "blocks." + std::to_string(i) + ".";
-    f.put(d + "ln1.weight", s + "attn_norm.weight");
-    f.put_rows(d + "attn.qkv.weight", 0,
-               unpermute_rope_rows(f.fetch(s + "attn_q.weight", {NH * HS, C}).data, static_cast<int>(NH), static_cast<int>(HS), C));
-    f.put_rows(d + "attn.qkv.weight", NH * HS,
-               unpermute_rope_rows(f.fetch(s + "attn_k.weight", {NKV * HS, C}).data, static_cast<int>(NKV), static_cast<int>(HS), C));
-    f.put_rows(d + "attn.qkv.weight", (NH + NKV) * HS, f.fetch(s + "attn_v.weight", {NKV * HS, C}).data);
-    f.put(d + "attn.proj.weight", s + "attn_output.weight");
-    f.put(d + "ln2.weight", s + "ffn_norm.weight");
-    f.put_rows(d + "mlp.fc.weight", 0, f.fetch(s + "ffn_gate.weight", {F, C}).data);
-    f.put_rows(d + "mlp.fc.weight", F, f.fetch(s + "ffn_up.weight", {F, C}).data);
-    f.put(d + "mlp.proj.weight", s + "ffn_down.weight");
-  }
-  f.put("ln_f.weight", "output_norm.weight");
+  fill_llama(f, c,
+             {"token_embd.weight", "output_norm.weight", "blk.", "attn_norm.weight", "attn_q.weight", "attn_k.weight",
+              "attn_v.weight", "attn_output.weight", "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight",
+              "ffn_down.weight", true});
   f.check_complete();
   init_heads(t, m.params, seed);
   m.description = "llama from " + path + " (" + std::to_string(c.n_layers) + " layers, d " + std::to_string(c.d_model) +
