@@ -31,16 +31,7 @@ using json = nlohmann::json;
 using test::TempDir;
 using Ids = std::vector<int32_t>;
 
-std::string run_capture(const std::string& cmd, int* code) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int st = pclose(p);
-  *code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return out;
-}
+using test::run_capture;
 
 // Runs tests/python/bpe_reference.py; throws (failing the test) when it fails.
 void reference(const std::string& args) {

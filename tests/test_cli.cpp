@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "test_paths.h"
 #include "test_tmpdir.h"
 #include "util/rng.h"
 
@@ -21,14 +22,8 @@ struct CliResult {
   std::string out;
 };
 static CliResult cairn_run(const std::string& args) {
-  const std::string cmd = std::string(CAIRN_BINARY) + " " + args + " 2>&1";
   CliResult r{0, ""};
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.out = test::run_capture(std::string(CAIRN_BINARY) + " " + args + " 2>&1", &r.code);
   return r;
 }
 

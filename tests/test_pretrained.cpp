@@ -210,14 +210,8 @@ struct Cli {
   std::string out;
 };
 Cli cairn_cli(const std::string& args) {
-  const std::string cmd = std::string(CAIRN_BINARY) + " " + args + " 2>&1";
   Cli r{0, ""};
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.out = test::run_capture(std::string(CAIRN_BINARY) + " " + args + " 2>&1", &r.code);
   return r;
 }
 

@@ -12,21 +12,13 @@
 #include "cairn/checkpoint.h"
 #include "cairn/tokenizer.h"
 #include "test_tmpdir.h"
+#include "test_paths.h"
 #include "test_util.h"
 
 namespace cairn {
 using test::TempDir;
 
-static std::string run_capture(const std::string& cmd, int* code) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int st = pclose(p);
-  *code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return out;
-}
+using test::run_capture;
 
 TEST(PyTorchInterop, LoadPytorchReproducesCairnScore) {
   int code = 0;
