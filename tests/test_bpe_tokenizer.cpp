@@ -22,6 +22,7 @@
 #include "cairn/bpe_tokenizer.h"
 #include "cairn/data.h"
 #include "cairn/errors.h"
+#include "long_text.h"
 #include "test_paths.h"
 #include "test_tmpdir.h"
 
@@ -373,6 +374,12 @@ TEST_F(BpeSmolLM2, GgufVocabularyAndPublishedTokenizerJsonGiveHuggingFaceIds) {
   EXPECT_EQ(from_gguf->encode("<|im_start|>user\nhi<|im_end|>"), (Ids{1, 4093, 198, 6004, 2}));
 }
 
+TEST_F(BpeSmolLM2, LongTextsEncodeFromASuffixExactly) {
+  const auto tok = make_bpe_tokenizer(spec, "smollm2.gguf");
+  EXPECT_TRUE(tok->starts_token_at_space_letter());
+  test::expect_long_text_encoding_exact(*tok, test::long_documents());
+}
+
 TEST_F(BpeSmolLM2, SpeedOnOneCoreAndThreadSafety) {
   const Corpus& c = corpus();
   const std::vector<std::string> judg(c.texts.begin() + c.n_edge, c.texts.end());
@@ -488,6 +495,8 @@ TEST(BpeGpt2Style, TrainedTokenizerJsonMatchesHuggingFaceAndRoundTrips) {
   EXPECT_TRUE(ref[0].missing_bytes.empty());
   expect_decode_inverts_encode(*tok, c.texts, {});
   std::printf("[ GPT-2    ] %zu texts identical to tokenizers (and through save())\n", c.texts.size());
+  EXPECT_TRUE(tok->starts_token_at_space_letter());
+  test::expect_long_text_encoding_exact(*tok, test::long_documents());
 }
 
 TEST(BpeLlama3Style, SplitRegexIgnoreMergesAndBosTemplateMatchHuggingFace) {

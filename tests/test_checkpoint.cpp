@@ -217,6 +217,50 @@ TEST(Checkpoint, TrainingCheckpointRestoresEverything) {
   EXPECT_EQ(read_trainer_state(d.file(""))["step"], 2);
 }
 
+// The trainer state's counters index the data on resume: anything but an integer in [0, 2^31) is
+// refused. And loading rewrites the derived files from the commit point (a kill between the commit
+// and the last derived write leaves them one checkpoint behind).
+TEST(Checkpoint, CraftedCountersAreRefusedAndLoadRewritesDerivedFiles) {
+  TempDir d;
+  auto be = make_backend("cpu", 1);
+  ModelConfig cfg;
+  cfg.vocab_size = 50, cfg.max_seq_len = 16, cfg.d_model = 16, cfg.n_layers = 1, cfg.n_heads = 2, cfg.d_ff = 32;
+  Model m(cfg, *be);
+  m.init(3);
+  OptimConfig oc;
+  AdamW opt(m, oc);
+  save_checkpoint(d.file(""), m, opt, {{"step", 0}, {"epoch", 0}});
+  const std::string good = test::slurp(d.file("optimizer.safetensors"));
+  std::map<std::string, std::string> meta;
+  auto tensors = safetensors_parse(good, "optimizer.safetensors", &meta);
+  std::vector<TensorRef> refs;
+  for (const auto& [name, t] : tensors) refs.push_back({name, t.shape, t.data.data()});
+  const nlohmann::json base = nlohmann::json::parse(meta["trainer_state"]);
+  for (const auto& [key, bad] : std::vector<std::pair<std::string, nlohmann::json>>{
+           {"step", -5}, {"step", 1.5}, {"step", "3"}, {"step", 1LL << 40}, {"epoch", -1}, {"epoch_pos", -7},
+           {"optimizer_step", -2}}) {
+    nlohmann::json st = base;
+    st[key] = bad;
+    write_file_atomic(d.file("optimizer.safetensors"), safetensors_serialize(refs, {{"trainer_state", st.dump()}}));
+    Model m2(cfg, *be);
+    AdamW opt2(m2, oc);
+    try {
+      load_checkpoint(d.file(""), m2, opt2);
+      ADD_FAILURE() << key << " = " << bad.dump() << " accepted";
+    } catch (const DataError& e) {
+      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+    }
+  }
+  write_file_atomic(d.file("optimizer.safetensors"), good);
+  write_file_atomic(d.file("trainer_state.json"), "{\"step\": 999}\n");  // stale, as after a kill
+  std::filesystem::remove(d.file("model.safetensors"));
+  Model m3(cfg, *be);
+  AdamW opt3(m3, oc);
+  load_checkpoint(d.file(""), m3, opt3);
+  EXPECT_EQ(nlohmann::json::parse(test::slurp(d.file("trainer_state.json")))["step"], 0);
+  EXPECT_TRUE(std::filesystem::exists(d.file("model.safetensors")));
+}
+
 TEST(Checkpoint, AbandonedAtomicWriteLeavesOldFileAndNoTemp) {
   TempDir d;
   write_file_atomic(d.file("f.txt"), "old contents");

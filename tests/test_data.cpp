@@ -2,6 +2,8 @@
 // input must produce (file:line, the field, never a crash).
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "cairn/data.h"
 #include "cairn/errors.h"
 #include "test_tmpdir.h"
@@ -147,6 +149,50 @@ TEST(Data, ScoreRecords) {
   auto bad = parse_json_line(R"({"prompt": "Q"})", "s", 3);
   EXPECT_THROW(render_score_record(bad, "s", 3), DataError);
   EXPECT_EQ(utf8_length("h\xc3\xa9llo"), 5);
+}
+
+// Validation sampling: a fixed sample spread over prompts, in file order.
+TEST(Data, SampleOverPromptsSpreadsEvenlyAndIsFixed) {
+  std::vector<Pair> pairs;
+  const int sizes[] = {1, 9, 4, 30, 2, 7, 12, 5};  // pairs per prompt, interleaved in the file
+  std::vector<int> left(std::begin(sizes), std::end(sizes));
+  for (bool more = true; more;) {
+    more = false;
+    for (size_t g = 0; g < left.size(); ++g)
+      if (left[g] > 0) {
+        Pair p;
+        p.chosen = "prompt " + std::to_string(g) + "\nA" + std::to_string(left[g]);
+        p.rejected = "prompt " + std::to_string(g) + "\nB" + std::to_string(left[g]);
+        p.line = static_cast<long>(pairs.size()) + 1;
+        pairs.push_back(p);
+        more |= --left[g] > 0;
+      }
+  }
+  size_t prompts = 0;
+  const std::vector<Pair> s = sample_over_prompts(pairs, 20, &prompts);
+  ASSERT_EQ(s.size(), 20u);
+  EXPECT_EQ(prompts, 8u);
+  std::map<std::string, int> per_prompt;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i) EXPECT_LT(s[i - 1].line, s[i].line) << "file order";
+    ++per_prompt[s[i].chosen.substr(0, s[i].chosen.find('\n'))];
+  }
+  // Round robin: every prompt gives min(its size, k) or min(size, k + 1) pairs for one k.
+  int lo = 1 << 30, hi = 0;
+  for (size_t g = 0; g < 8; ++g) {
+    const int got = per_prompt["prompt " + std::to_string(g)];
+    if (got < sizes[g]) lo = std::min(lo, got), hi = std::max(hi, got);
+    else EXPECT_EQ(got, sizes[g]);
+  }
+  EXPECT_LE(hi - lo, 1);
+  // Fixed: the same input gives the same sample; a shuffled file gives the same set of pairs.
+  std::vector<long> a, b;
+  for (const auto& p : s) a.push_back(p.line);
+  for (const auto& p : sample_over_prompts(pairs, 20)) b.push_back(p.line);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(sample_over_prompts(pairs, 0).size(), pairs.size());
+  EXPECT_EQ(sample_over_prompts(pairs, 1000).size(), pairs.size());
+  EXPECT_EQ(sample_over_prompts({}, 5).size(), 0u);
 }
 
 }  // namespace cairn

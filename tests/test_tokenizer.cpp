@@ -8,6 +8,7 @@
 
 #include "cairn/data.h"
 #include "cairn/tokenizer.h"
+#include "long_text.h"
 #include "test_tmpdir.h"
 
 namespace cairn {
@@ -69,6 +70,15 @@ TEST(Tokenizer, MissingOrBogusModelIsADataError) {
   TempDir d;
   EXPECT_THROW(load_sentencepiece(d.file("none.model")), std::runtime_error);
   EXPECT_THROW(load_sentencepiece(d.write("bogus.model", "not a model")), std::runtime_error);
+}
+
+// A long text is tokenized from a token boundary near its end, with the result of tokenizing it all.
+TEST(Tokenizer, LongTextsEncodeFromASuffixExactly) {
+  TempDir d;
+  train_tokenizer({test::source_dir() + "/data/alpaca-eval/valid.jsonl.gz"}, d.file("t.model"), 2000, "bpe", 20000);
+  auto tok = load_sentencepiece(d.file("t.model"));
+  EXPECT_TRUE(tok->starts_token_at_space_letter());
+  test::expect_long_text_encoding_exact(*tok, test::long_documents());
 }
 
 }  // namespace cairn

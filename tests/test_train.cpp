@@ -17,6 +17,8 @@
 
 #include "cairn/backend.h"
 #include "cairn/buffer.h"
+#include "cairn/errors.h"
+#include "cairn/objective.h"
 #include "cairn/optim.h"
 #include "cairn/reward.h"
 #include "test_tmpdir.h"
@@ -277,6 +279,39 @@ TEST(Trainer, RunsTheScheduleLogsAndCheckpoints) {
   stop = true;
   EXPECT_EQ(t2.run(stop), Trainer::Outcome::Interrupted);
   EXPECT_EQ(nlohmann::json::parse(test::slurp(d.file("run/trainer_state.json")))["saved_because"], "interrupted");
+}
+
+// A set interrupt flag stops a forward or backward at a block boundary with Interrupted, before any
+// parameter changes; cleared, the same model trains on.
+TEST(Trainer, InterruptStopsAPassWithoutTouchingParameters) {
+  auto be = make_backend("cpu", 1);
+  Model m(small_config(), *be);
+  m.init(3);
+  std::vector<TokenizedPair> pairs(4);
+  for (auto& p : pairs) p.chosen = {1, 7, 5, 2}, p.rejected = {1, 8, 5, 2};
+  std::vector<size_t> order = {0, 1, 2, 3};
+  TokenBatch batch;
+  std::vector<PairTarget> targets;
+  build_batch(pairs, order, 0, 4, &batch, &targets);
+  OptimConfig oc;
+  oc.total_steps = 10;
+  AdamW opt(m, oc);
+  BTObjective obj(m, 0.0f);
+  std::vector<float> before(m.num_params()), after(m.num_params());
+  m.get_params(before.data());
+  std::atomic<bool> flag{true};
+  m.set_interrupt(&flag);
+  EXPECT_THROW(obj.train_step(opt, batch, targets), Interrupted);
+  std::vector<float> rewards;
+  EXPECT_THROW(obj.evaluate(batch, targets, &rewards), Interrupted);
+  m.get_params(after.data());
+  EXPECT_EQ(before, after);
+  EXPECT_EQ(opt.steps_done(), 0);
+  flag = false;
+  obj.train_step(opt, batch, targets);
+  m.get_params(after.data());
+  EXPECT_NE(before, after);
+  m.set_interrupt(nullptr);
 }
 
 }  // namespace cairn

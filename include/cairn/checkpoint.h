@@ -4,7 +4,8 @@
 // parameters, both Adam moments and the trainer state (in its __metadata__), so it is always a
 // consistent resume point on its own. model.safetensors, config.json, tokenizer.model and
 // trainer_state.json are written (each atomically) for users and other tools; a run killed between
-// two of these writes resumes from optimizer.safetensors and rewrites them.
+// two of these writes resumes from optimizer.safetensors, and load_checkpoint rewrites them. A fresh
+// run writes config.json and its tokenizer before the first step, so the first commit can resume.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -47,10 +48,12 @@ ModelConfig read_config(const std::string& run_dir);
 // table (missing, extra or mis-shaped → DataError naming the tensor).
 void load_model(const std::string& run_dir, ModelConfig* cfg, std::vector<float>* params);
 void save_model(const std::string& run_dir, const ModelConfig& cfg, const float* host_params);
+void save_config(const std::string& run_dir, const ModelConfig& cfg);  // config.json alone
 
 // Full training checkpoint (see the commit protocol above).
 void save_checkpoint(const std::string& run_dir, Model& model, AdamW& opt, const nlohmann::json& trainer_state);
-// Restores params + moments into model/opt and returns the trainer state.
+// Restores params + moments into model/opt and returns the trainer state (counters checked: integers
+// ≥ 0, else DataError). Rewrites model.safetensors, config.json and trainer_state.json from it.
 nlohmann::json load_checkpoint(const std::string& run_dir, Model& model, AdamW& opt);
 nlohmann::json read_trainer_state(const std::string& run_dir);
 

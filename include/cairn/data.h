@@ -66,6 +66,12 @@ std::vector<Pair> read_pairs(const std::string& path, bool skip_bad, ReadStats* 
 // Parses a JSONL line into an object, with file:line errors (invalid JSON or UTF-8, not an object).
 nlohmann::json parse_json_line(const std::string& line, const std::string& file, long line_no);
 
+// A fixed sample of at most n pairs spread over prompts (validation subsets, train --valid-max-pairs).
+// A pair's prompt is the common prefix of its two rendered texts. Prompts are visited in a fixed
+// pseudo-random order, one pair of each in turn, until n are taken; the sample keeps file order.
+// n = 0 or n ≥ pairs.size(): all pairs. *n_prompts (optional): distinct prompts in the sample.
+std::vector<Pair> sample_over_prompts(std::vector<Pair> pairs, size_t n, size_t* n_prompts = nullptr);
+
 // Rendering helpers.
 std::string render_messages(const nlohmann::json& messages, const std::string& file, long line, const char* field);
 std::string render_prompt_response(const std::string& prompt, const std::string& response);

@@ -19,4 +19,11 @@ class UsageError : public std::runtime_error {
   explicit UsageError(const std::string& msg) : std::runtime_error(msg) {}
 };
 
+// A long computation stopped because the user asked (SIGINT/SIGTERM while training, see
+// Model::set_interrupt). Not an error: the trainer catches it and saves a checkpoint.
+class Interrupted : public std::runtime_error {
+ public:
+  Interrupted() : std::runtime_error("interrupted") {}
+};
+
 }  // namespace cairn

@@ -4,6 +4,7 @@
 //   llama: x = tok_emb[ids]; L pre-RMSNorm blocks with RoPE, GQA, SwiGLU; reward = RMSNorm_f(x[last]) · headᵀ
 // Sequences are packed (no padding): a batch of B sequences holds N tokens in total.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -65,6 +66,10 @@ class Model {
   int frozen_layers() const { return frozen_; }
   bool trainable(const ParamInfo& p) const { return frozen_ == 0 || p.layer >= frozen_; }
 
+  // While *flag is set, forward and backward throw Interrupted at the next block boundary (nullptr:
+  // never). Parameters are untouched by a pass that throws; its gradients are garbage.
+  void set_interrupt(const std::atomic<bool>* flag) { interrupt_ = flag; }
+
  private:
   struct Acts;
   void upload(const TokenBatch& batch);
@@ -74,6 +79,8 @@ class Model {
   ParamTable table_;
   DeviceArray<float> params_, grads_;  // (table().total()) each
   int frozen_ = 0;
+  const std::atomic<bool>* interrupt_ = nullptr;
+  void check_interrupt() const;
   std::unique_ptr<Acts> acts_;
   struct {
     int N = 0, B = 0;

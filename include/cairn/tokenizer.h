@@ -31,8 +31,14 @@ class Tokenizer {
   // The file name a run directory keeps it under: "tokenizer.model" or "tokenizer.json".
   std::string file_name() const { return kind() == "bpe" ? "tokenizer.json" : "tokenizer.model"; }
 
+  // Whether a space that follows a non-space and precedes an ASCII letter always starts a token, so
+  // the tokens of text[p:] from such a p are exactly the tokens of text after p (docs/model.md#long-texts).
+  virtual bool starts_token_at_space_letter() const { return false; }
+
   // Model input: [BOS] + encode(text) + [EOS] (as add_bos/add_eos say), left-truncated to
-  // max_seq_len: the end (the response, and EOS) is kept, the start (and BOS) cut.
+  // max_seq_len: the end (the response, and EOS) is kept, the start (and BOS) cut. A long text is
+  // tokenized only from a token boundary near its end (when starts_token_at_space_letter()), with
+  // the same result, so its cost is bounded by max_seq_len, not by the text.
   std::vector<int32_t> encode_for_model(const std::string& text, int max_seq_len, bool* truncated) const;
 };
 

@@ -3,6 +3,7 @@
 // in include/cairn/flops.h), the machine's SGEMM GFLOP/s measured in the same run, peak RSS, and
 // where the time goes (per-op profile from one extra profiled pass).
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -139,6 +140,8 @@ int run(int argc, char** argv) {
   nlohmann::json pj = nlohmann::json::object();
   for (auto& [k, v] : profile) pj[k] = {{"ms", v}, {"share", prof_total > 0 ? v / prof_total : 0.0}};
   j["op_profile"] = pj;
+  const char* wait = std::getenv("OMP_WAIT_POLICY");  // what libgomp ran with (see main.cpp)
+  j["omp_wait_policy"] = wait ? wait : "";
   if (a.count("json")) {
     std::cout << j.dump() << "\n";
     return 0;

@@ -5,7 +5,6 @@
 // every --save-every steps, at the end and on Ctrl-C (which then exits with 130).
 #include <atomic>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -21,6 +20,7 @@
 #include "cairn/tokenizer.h"
 #include "cli/command.h"
 #include "cli/common.h"
+#include "cli/interrupt.h"
 #include "cairn/chat_template.h"
 #include "cairn/pretrained.h"
 #include "train/trainer.h"
@@ -30,9 +30,6 @@ namespace fs = std::filesystem;
 
 namespace cairn::cli {
 namespace {
-
-std::atomic<bool> g_stop{false};
-void on_signal(int) { g_stop = true; }
 
 // The run's settings. A flag given on the command line wins; on --resume a flag not given takes the
 // value saved in trainer_state.json; otherwise its default. --steps/--epochs: --steps if given, else
@@ -127,6 +124,8 @@ int run(int argc, char** argv) {
     ("eval-every", "steps between validations (default: 10 per run)", cxxopts::value<int>())
     ("save-every", "steps between checkpoints (default: at each validation)", cxxopts::value<int>())
     ("eval-batch-pairs", "pairs per validation forward", cxxopts::value<int>()->default_value("32"))
+    ("valid-max-pairs", "validate on a fixed sample of this many pairs spread over prompts (0: all)",
+     cxxopts::value<long>()->default_value("2000"))
     ("h,help", "show this help");
   auto a = o.parse(argc, argv);
   if (a.count("help")) {
@@ -137,6 +136,10 @@ int run(int argc, char** argv) {
     if (!a.count(req)) throw UsageError(std::string("--") + req + " is required");
   const std::string out = a["out"].as<std::string>();
   const bool resume = a.count("resume") > 0;
+  const std::string before = resume ? "interrupted before training resumed: the checkpoint in " + out + " is unchanged"
+                                    : "interrupted before training started: no checkpoint written";
+  set_interrupt_message(before.c_str());
+  if (a["valid-max-pairs"].as<long>() < 0) throw UsageError("--valid-max-pairs must be ≥ 0");
   const bool skip_bad = a.count("skip-bad") > 0;
   if (resume && !fs::exists(fs::path(out) / "optimizer.safetensors"))
     throw UsageError("--resume: no checkpoint in " + out);
@@ -216,14 +219,24 @@ int run(int argc, char** argv) {
   ReadStats train_stats, valid_stats;
   std::vector<Pair> train_raw = read_pairs(train_path, skip_bad, &train_stats, chat);
   std::vector<Pair> valid_raw;
-  if (a.count("valid")) valid_raw = read_pairs(a["valid"].as<std::string>(), skip_bad, &valid_stats, chat);
+  size_t valid_all = 0, valid_prompts = 0;
+  if (a.count("valid")) {
+    valid_raw = read_pairs(a["valid"].as<std::string>(), skip_bad, &valid_stats, chat);
+    valid_all = valid_raw.size();
+    valid_raw = sample_over_prompts(std::move(valid_raw), a["valid-max-pairs"].as<long>(), &valid_prompts);
+  }
   if (train_raw.empty()) throw DataError(train_path, 0, "no usable pairs");
   TruncationStats trunc;
   const int threads = a["threads"].as<int>();
   std::vector<TokenizedPair> train = tokenize_pairs(train_raw, tok, cfg, &trunc, threads);
   std::vector<TokenizedPair> valid = tokenize_pairs(valid_raw, tok, cfg, &trunc, threads);
   report_data(train_path, train_stats, train.size());
-  if (a.count("valid")) report_data(a["valid"].as<std::string>(), valid_stats, valid.size());
+  if (a.count("valid")) {
+    report_data(a["valid"].as<std::string>(), valid_stats, valid_all);
+    if (valid.size() < valid_all)
+      std::fprintf(stderr, "validation: a fixed sample of %zu of %zu pairs, spread over %zu prompts (--valid-max-pairs)\n",
+                   valid.size(), valid_all, valid_prompts);
+  }
   report_truncation(trunc, cfg.max_seq_len);
 
   // ---- settings: flags, or on --resume the saved values unless a flag overrides them ----
@@ -240,6 +253,7 @@ int run(int argc, char** argv) {
   if (freeze > cfg.n_layers) throw UsageError("--freeze-layers " + std::to_string(freeze) + ": the model has " +
                                               std::to_string(cfg.n_layers) + " layers");
   model.set_frozen_layers(freeze);
+  if (!resume) save_config(out, cfg);  // with the tokenizer: what the first checkpoint needs to resume
   Trainer trainer(ts, model, std::move(train), std::move(valid));
   if (resume) {
     trainer.resume();
@@ -255,9 +269,7 @@ int run(int argc, char** argv) {
                ts.total_steps, ts.batch_pairs, static_cast<double>(ts.total_steps) / steps_per_epoch, ts.optim.lr,
                ts.optim.warmup);
 
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
-  if (trainer.run(g_stop) == Trainer::Outcome::Interrupted) {
+  if (trainer.run(enter_graceful_interrupts()) == Trainer::Outcome::Interrupted) {
     std::fprintf(stderr, "interrupted at step %d/%d: checkpoint saved in %s (resume with --resume)\n",
                  trainer.progress().step, ts.total_steps, out.c_str());
     return 130;

@@ -1,5 +1,8 @@
 // cairn entry point: finds the subcommand (one or two words) and runs it, mapping errors to exit codes.
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <string>
@@ -9,6 +12,7 @@
 #include "cairn/errors.h"
 #include "cairn/version.h"
 #include "cli/command.h"
+#include "cli/interrupt.h"
 
 namespace cairn::cli {
 std::vector<Command>& registry() {
@@ -23,7 +27,20 @@ static void print_usage() {
   std::printf("\nRun `cairn <command> --help` for its options.\nExit codes: 0 ok, 1 runtime failure, 2 usage error, 3 bad input data.\n");
 }
 
+// OpenMP threads that wait at a barrier spin by default (libgomp: ~300k iterations), which on a
+// machine shared with other processes burns the time slices the threads being waited for need:
+// measured 1.3–2.4× slower steps on 2 loaded cores (docs/cli.md#environment). libgomp reads its
+// wait policy once, when it is loaded, so unless the user chose one, cairn re-executes itself once
+// with OMP_WAIT_POLICY=passive. If that fails it simply runs on.
+static void choose_omp_wait_policy(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
+  setenv("OMP_WAIT_POLICY", "passive", 1);
+  execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char** argv) {
+  choose_omp_wait_policy(argv);
+  cairn::cli::install_interrupt_handlers();
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     print_usage();
     return argc < 2 ? 2 : 0;

@@ -594,6 +594,7 @@ class BpeTokenizer final : public Tokenizer {
   bool add_bos() const override { return add_bos_; }
   bool add_eos() const override { return add_eos_; }
   void save(const std::string& path) const override;
+  bool starts_token_at_space_letter() const override;
 
  private:
   void parse_model(const json& m);
@@ -1403,6 +1404,21 @@ void BpeTokenizer::save(const std::string& path) const {
 }
 
 // ---- GGUF-style specs --------------------------------------------------------------------------------
+
+// Every pre-tokenizer step ends a piece before a space that follows a non-space (docs/model.md#long-texts):
+// the regexes cairn writes for GGUF vocabularies and GPT-2's, Digits and ByteLevel; and no added token
+// holds whitespace. A tokenizer.json with another Split pattern gets no such promise.
+bool BpeTokenizer::starts_token_at_space_letter() const {
+  const std::string known[] = {kGpt2Regex, kLlama3Regex, kQwen2Regex, R"([\p{P}\$\+<=>\^~\|]+)", R"(\p{N}+)",
+                               "[0-9][0-9][0-9]"};
+  for (const Step& st : steps_)
+    if (st.kind == Step::kSplit &&
+        (st.literal || st.invert || st.behavior != Behavior::Isolated || std::find(std::begin(known), std::end(known), st.pattern) == std::end(known)))
+      return false;
+  for (const AddedToken& t : added_)
+    if (t.lstrip || t.content.find_first_of(" \t\r\n") != std::string::npos) return false;
+  return true;
+}
 
 json bytelevel_step(bool use_regex) {
   json j = json::object();

@@ -20,16 +20,53 @@ namespace fs = std::filesystem;
 
 namespace cairn {
 
+namespace {
+
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool is_ascii_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+// A position p where text[p] == ' ', text[p-1] is not whitespace and text[p+1] is an ASCII letter
+// starts a token in every tokenizer cairn reads (docs/model.md#long-texts): the GPT-2, Llama-3 and
+// SmolLM pre-tokenizers all end a piece there (no rule matches across a space that follows a
+// non-space; " x" starts the next piece), special tokens contain no space, and SentencePiece splits
+// at whitespace and gives both " x…" and a text starting "x…" the same "▁x" piece. So the tokens of
+// text[p:] are exactly the tokens of text that follow p. Searches [lo, hi) backwards; npos: none.
+size_t token_boundary_before(const std::string& text, size_t hi, size_t lo) {
+  if (text.size() < 3) return std::string::npos;
+  for (size_t p = std::min(hi, text.size() - 1); p > lo; --p)
+    if (text[p] == ' ' && !is_space(text[p - 1]) && is_ascii_letter(text[p + 1])) return p;
+  return std::string::npos;
+}
+
+}  // namespace
+
 std::vector<int32_t> Tokenizer::encode_for_model(const std::string& text, int max_seq_len, bool* truncated) const {
-  std::vector<int32_t> ids = encode(text);
+  // Long texts: only the last max_seq_len tokens are kept, so only a suffix is tokenized — from a
+  // token boundary (exact, see token_boundary_before), long enough to yield max_seq_len tokens.
+  // Memory and time are then bounded by the suffix, not the record.
+  std::vector<int32_t> ids;
+  bool cut_before = false;  // ids are the tokens after a cut, and the cut dropped at least one token
+  const bool can_cut = starts_token_at_space_letter();
+  for (size_t want = 16 * static_cast<size_t>(std::max(1, max_seq_len)) + 1024;; want *= 4) {
+    const size_t p = can_cut && text.size() > want ? token_boundary_before(text, text.size() - want, 0) : std::string::npos;
+    if (p == std::string::npos) {  // short text, or no boundary before the window: the whole text
+      ids = encode(text);
+      break;
+    }
+    ids = encode(text.substr(p));
+    if (static_cast<long>(ids.size()) + add_eos() >= max_seq_len) {
+      cut_before = true;
+      break;
+    }
+  }
   std::vector<int32_t> seq;
   seq.reserve(ids.size() + 2);
-  if (add_bos()) seq.push_back(bos_id());
+  if (add_bos() && !cut_before) seq.push_back(bos_id());
   seq.insert(seq.end(), ids.begin(), ids.end());
   if (add_eos()) seq.push_back(eos_id());
   if (seq.empty()) seq.push_back(eos_id());  // an empty text still has a last token to read
-  const bool cut = static_cast<int>(seq.size()) > max_seq_len;
-  if (cut) seq.erase(seq.begin(), seq.end() - max_seq_len);  // keep the end; EOS stays last
+  const bool cut = cut_before || static_cast<int>(seq.size()) > max_seq_len;
+  if (static_cast<int>(seq.size()) > max_seq_len) seq.erase(seq.begin(), seq.end() - max_seq_len);  // keep the end
   if (truncated) *truncated = cut;
   return seq;
 }
@@ -44,8 +81,19 @@ class SentencePieceTokenizer final : public Tokenizer {
     if (!st.ok()) throw DataError(path, 0, "not a SentencePiece model (" + st.ToString() + ")");
     if (sp_.bos_id() < 0 || sp_.eos_id() < 0)
       throw DataError(path, 0, "the tokenizer defines no BOS/EOS pieces (train it with cairn tokenizer train)");
+    space_cut_ = true;
+    const char* probes[][2] = {{"The", " quick brown fox"}, {"x7q!", " zebra"}, {"hello,", " World again"}};
+    for (const auto& pr : probes) {
+      std::vector<int32_t> a = encode(pr[0]), b = encode(pr[1]), ab = encode(std::string(pr[0]) + pr[1]);
+      a.insert(a.end(), b.begin(), b.end());
+      space_cut_ = space_cut_ && a == ab;
+    }
   }
   std::string kind() const override { return "sentencepiece"; }
+  // True for models that split at whitespace with a dummy "▁" prefix (cairn's own, SentencePiece's
+  // defaults); checked on the model itself, since the options are not exposed: a space-joined text
+  // must encode as its words do.
+  bool starts_token_at_space_letter() const override { return space_cut_; }
   std::vector<int32_t> encode(const std::string& text) const override {
     std::vector<int> ids;
     const auto st = sp_.Encode(text, &ids);
@@ -68,6 +116,7 @@ class SentencePieceTokenizer final : public Tokenizer {
 
  private:
   sentencepiece::SentencePieceProcessor sp_;
+  bool space_cut_ = false;  // starts_token_at_space_letter(), probed at load
 };
 
 }  // namespace

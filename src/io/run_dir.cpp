@@ -1,6 +1,8 @@
 // The run directory (docs/run-directory.md): config.json, model.safetensors, optimizer.safetensors,
 // trainer_state.json. See include/cairn/checkpoint.h for the commit protocol.
+#include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include "cairn/checkpoint.h"
 #include "cairn/errors.h"
@@ -136,11 +138,38 @@ void load_model(const std::string& dir, ModelConfig* cfg, std::vector<float>* pa
   fill_from(loaded, t, "", params->data(), p);
 }
 
+void save_config(const std::string& dir, const ModelConfig& cfg) {
+  write_file_atomic(join(dir, "config.json"), config_to_json(cfg).dump(2) + "\n");
+}
+
 void save_model(const std::string& dir, const ModelConfig& cfg, const float* params) {
   ParamTable t(cfg);
   write_file_atomic(join(dir, "model.safetensors"), safetensors_serialize(table_refs(t, params), {{"format", "pt"}}));
-  write_file_atomic(join(dir, "config.json"), config_to_json(cfg).dump(2) + "\n");
+  save_config(dir, cfg);
 }
+
+namespace {
+// Step 2 of the commit protocol: the files users and tools read, from the committed state.
+void write_run_files(const std::string& dir, const ModelConfig& cfg, const float* params, const nlohmann::json& st) {
+  save_model(dir, cfg, params);
+  write_file_atomic(join(dir, "trainer_state.json"), st.dump(2) + "\n");
+}
+
+// The trainer state's counters are what resume indexes the data with: integers ≥ 0 or refused.
+void check_trainer_state(const nlohmann::json& st, const std::string& path) {
+  if (!st.is_object()) throw DataError(path, 0, "trainer_state is not a JSON object");
+  for (const char* k : {"step", "epoch", "epoch_pos", "optimizer_step"}) {
+    const bool required = !std::strcmp(k, "step");
+    if (!st.contains(k)) {
+      if (required) throw DataError(path, 0, "trainer_state has no step");
+      continue;
+    }
+    const auto& v = st[k];
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > std::numeric_limits<int>::max())
+      throw DataError(path, 0, std::string("trainer_state \"") + k + "\" must be an integer in [0, 2^31): " + v.dump());
+  }
+}
+}  // namespace
 
 void save_checkpoint(const std::string& dir, Model& model, AdamW& opt, const nlohmann::json& state) {
   const ParamTable& t = model.table();
@@ -158,8 +187,7 @@ void save_checkpoint(const std::string& dir, Model& model, AdamW& opt, const nlo
   // 1. the commit point: one file holding everything needed to resume
   write_file_atomic(join(dir, "optimizer.safetensors"), safetensors_serialize(refs, {{"trainer_state", st.dump()}}));
   // 2. the files users and tools read
-  save_model(dir, model.config(), p.data());
-  write_file_atomic(join(dir, "trainer_state.json"), st.dump(2) + "\n");
+  write_run_files(dir, model.config(), p.data(), st);
 }
 
 nlohmann::json load_checkpoint(const std::string& dir, Model& model, AdamW& opt) {
@@ -178,12 +206,15 @@ nlohmann::json load_checkpoint(const std::string& dir, Model& model, AdamW& opt)
   } catch (const std::exception&) {
     throw DataError(p, 0, "missing or invalid trainer_state metadata");
   }
-  if (!st.contains("step") || !st["step"].is_number_integer()) throw DataError(p, 0, "trainer_state has no step");
+  check_trainer_state(st, p);
   model.set_params(params.data());
   Backend& be = model.backend();
   be.to_device(opt.m(), m.data(), n * sizeof(float));
   be.to_device(opt.v(), v.data(), n * sizeof(float));
   opt.set_steps_done(st.value("optimizer_step", st["step"].get<int>()));
+  // A kill between the commit and the last derived write left those files one checkpoint behind:
+  // rewrite them from the commit point, so they never lag the resumed state.
+  write_run_files(dir, model.config(), params.data(), st);
   return st;
 }
 

@@ -15,6 +15,8 @@
 // Frozen lower blocks (set_frozen_layers) run like inference: no activations kept, no backward.
 #include "cairn/model.h"
 
+#include "cairn/errors.h"
+
 #include <algorithm>
 #include <cstddef>
 #include <stdexcept>
@@ -170,6 +172,10 @@ const float* at(const float* base, size_t off) { return off == kNoParam ? nullpt
 float* at(float* base, size_t off) { return off == kNoParam ? nullptr : base + off; }
 }  // namespace
 
+void Model::check_interrupt() const {
+  if (interrupt_ && interrupt_->load(std::memory_order_relaxed)) throw Interrupted();
+}
+
 void Model::forward(const TokenBatch& batch, std::vector<float>& rewards_host, bool keep) {
   const int N = batch.n_tokens(), B = batch.n_seqs(), L = cfg_.n_layers;
   Acts& a = *acts_;
@@ -194,6 +200,7 @@ void Model::forward(const TokenBatch& batch, std::vector<float>& rewards_host, b
   auto block_in = [&](int l) { return l >= kept_from ? a.res[l - kept_from] : a.pingpong[l % 2]; };
   be_.embedding_forward(block_in(0), a.ids, a.pos, P + table_.tok_emb, at(P, table_.pos_emb), N, C);
   for (int l = 0; l < L; ++l) {
+    check_interrupt();
     const BlockParams& w = table_.blocks[l];
     Acts::Layer& x = l >= kept_from ? a.layers[l - kept_from] : a.scratch;
     const bool last = l == L - 1;
@@ -264,6 +271,7 @@ void Model::backward_device(const float* drewards) {
   const int first = frozen_;  // the lowest block that trains
   if (first < L || L == 0) be_.fill(a.dres, 0.0f, static_cast<size_t>(N) * C);
   for (int l = L - 1; l >= first; --l) {
+    check_interrupt();
     const BlockParams& w = table_.blocks[l];
     const Acts::Layer& x = a.layers[l - first];
     const bool last = l == L - 1;

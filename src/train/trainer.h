@@ -39,6 +39,7 @@ struct TrainProgress {
   int epoch = 0;
   long epoch_pos = 0;  // pairs of the current epoch already consumed
   double best_valid_acc = -1;
+  bool validation_pending = false;  // the validation at `step` was interrupted: redone on resume
 };
 
 class Trainer {
@@ -52,7 +53,8 @@ class Trainer {
   const TrainProgress& progress() const { return progress_; }
 
   enum class Outcome { Done, Interrupted };
-  // Trains up to total_steps, or until `stop` is set (checked between steps): a checkpoint is then
+  // Trains up to total_steps, or until `stop` is set (checked between steps and, through
+  // Model::set_interrupt, at every block of a step or validation in flight): a checkpoint is then
   // saved at the last completed step and Interrupted returned.
   Outcome run(const std::atomic<bool>& stop);
 

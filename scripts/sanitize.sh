@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The CPU test suite under AddressSanitizer + UndefinedBehaviorSanitizer (CI stage; see .ci/run).
+# A separate CPU-only build in build-asan/ (no CUDA, no benchmarks); any sanitizer report fails the
+# test that triggered it (UBSan does not recover, ASan aborts). Extra arguments go to ctest.
+# Assumes scripts/setup.sh has run (scripts/test.sh runs it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+gen=()
+command -v ninja >/dev/null && [ ! -f build-asan/CMakeCache.txt ] && gen=(-G Ninja)
+cmake -S . -B build-asan "${gen[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAIRN_SANITIZE=ON \
+  -DCAIRN_ENABLE_CUDA=OFF -DCAIRN_BUILD_BENCH=OFF
+cmake --build build-asan -j "$(nproc)" --target cairn cairn_tests
+CAIRN_SMOLLM2="$(bash scripts/get_smollm2.sh)"
+export CAIRN_SMOLLM2
+export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+cd build-asan
+ctest --output-on-failure -j "$(nproc)" -L cpu "$@"

@@ -1,0 +1,60 @@
+// Signal handling, see interrupt.h. The handler only touches lock-free atomics, a fixed buffer and
+// write(2)/_exit(2), all async-signal-safe.
+#include "cli/interrupt.h"
+
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+
+namespace cairn::cli {
+namespace {
+
+std::atomic<bool> g_graceful{false}, g_stop{false};
+// Two message buffers: a new message is written into the one not in use, then published by pointer,
+// so the handler never reads a half-written line.
+char g_buffers[2][448];
+std::atomic<const char*> g_message{"cairn: interrupted\n"};
+int g_next_buffer = 0;
+static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<const char*>::is_always_lock_free);
+
+void say_and_exit(const char* msg) {
+  const ssize_t ignored = write(STDERR_FILENO, msg, std::strlen(msg));
+  (void)ignored;
+  _exit(130);
+}
+
+void on_signal(int) {
+  if (!g_graceful.load()) say_and_exit(g_message.load());
+  if (g_stop.exchange(true))
+    say_and_exit("\nsecond interrupt: exiting now without saving; the last checkpoint is intact\n");
+  const char* msg = "\ninterrupt: stopping at the next block boundary, then saving a checkpoint (again to exit at once)\n";
+  const ssize_t ignored = write(STDERR_FILENO, msg, std::strlen(msg));
+  (void)ignored;
+}
+
+}  // namespace
+
+void install_interrupt_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+void set_interrupt_message(const char* msg) {
+  char* b = g_buffers[g_next_buffer];
+  g_next_buffer ^= 1;
+  std::snprintf(b, sizeof g_buffers[0], "%s\n", msg);
+  g_message.store(b);
+}
+
+const std::atomic<bool>& enter_graceful_interrupts() {
+  g_graceful = true;
+  return g_stop;
+}
+
+}  // namespace cairn::cli

@@ -1,0 +1,17 @@
+// SIGINT/SIGTERM for every command (docs/cli.md#interrupts). main() installs the handlers before
+// anything else runs. By default a signal ends the process at once with exit 130 and a one-line
+// message (outputs are written atomically, so nothing already written is damaged). A command with
+// a place to stop cleanly (train's step loop) switches to graceful mode: the first signal only sets
+// the flag it polls; a second one exits at once.
+#pragma once
+#include <atomic>
+
+namespace cairn::cli {
+
+void install_interrupt_handlers();
+// The line printed when a signal ends the process in immediate mode (copied, cut at 446 bytes; call from one thread).
+void set_interrupt_message(const char* msg);
+// From now on the first signal sets the returned flag instead of exiting.
+const std::atomic<bool>& enter_graceful_interrupts();
+
+}  // namespace cairn::cli

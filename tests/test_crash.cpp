@@ -1,0 +1,183 @@
+// Crash safety through the `cairn` binary: a tiny training run is killed again and again — SIGKILL at
+// random instants, some of them inside checkpoint writes (caught by watching the run directory for
+// our temp files), and SIGINT/SIGTERM — and resumed each time until it finishes. Its weights,
+// optimizer state and trainer state must then be byte-identical to an uninterrupted run's
+// (docs/run-directory.md#commit-protocol).
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "test_paths.h"
+#include "test_tmpdir.h"
+#include "util/rng.h"
+
+namespace fs = std::filesystem;
+
+namespace cairn {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+std::string pairs_jsonl(int n, uint64_t seed) {
+  Rng r(seed);
+  const char* words[] = {"kind", "careful", "rude", "short", "helpful", "vague", "clear", "wrong"};
+  std::string s;
+  for (int i = 0; i < n; ++i) {
+    std::string a, b;
+    for (int k = 0; k < 6; ++k) a += std::string(words[r.below(8)]) + " ";
+    for (int k = 0; k < 3; ++k) b += std::string(words[r.below(8)]) + " ";
+    s += nlohmann::json({{"prompt", "question " + std::to_string(i % 17)}, {"chosen", a}, {"rejected", b}}).dump() + "\n";
+  }
+  return s;
+}
+
+// A child process running `cairn ARGS` with stdout/stderr into `log`.
+struct Child {
+  pid_t pid = -1;
+  static Child start(const std::vector<std::string>& args, const std::string& log) {
+    Child c;
+    c.pid = fork();
+    if (c.pid == 0) {
+      FILE* f = std::fopen(log.c_str(), "ab");
+      if (f) dup2(fileno(f), 1), dup2(fileno(f), 2);
+      std::vector<char*> argv{const_cast<char*>(CAIRN_BINARY)};
+      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      execv(CAIRN_BINARY, argv.data());
+      _exit(127);
+    }
+    return c;
+  }
+  // Exit code, 128 + signal if killed, -1 if still running (when !block).
+  int wait(bool block = true) {
+    int st = 0;
+    const pid_t r = waitpid(pid, &st, block ? 0 : WNOHANG);
+    if (r == 0) return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+};
+
+bool has_temp_file(const fs::path& dir) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.path().filename().string().find(".tmp.") != std::string::npos) return true;
+  return false;
+}
+
+class CrashTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    train_ = dir_.write("train.jsonl", pairs_jsonl(160, 1));
+    valid_ = dir_.write("valid.jsonl", pairs_jsonl(40, 2));
+    int code = 0;
+    const std::string out = test::run_capture(std::string(CAIRN_BINARY) + " tokenizer train --input " + train_ +
+                                                  " --out " + dir_.file("tok.model") + " --vocab-size 300 2>&1",
+                                              &code);
+    ASSERT_EQ(code, 0) << out;
+  }
+  std::vector<std::string> args(const std::string& out, bool resume) const {
+    std::vector<std::string> a{"train",     "--train",   train_,  "--valid",        valid_,  "--out",        out,
+                               "--tokenizer", dir_.file("tok.model"), "--d-model", "32", "--n-layers", "2",
+                               "--n-heads", "2",   "--d-ff",    "64",    "--max-seq-len", "48",  "--batch-pairs", "4",
+                               "--steps",   "60",  "--eval-every", "7", "--save-every", "1", "--threads", "1"};
+    if (resume) a.push_back("--resume");
+    return a;
+  }
+  // The three files that define where a run stands.
+  static std::vector<std::string> state(const fs::path& run) {
+    return {slurp(run / "model.safetensors"), slurp(run / "optimizer.safetensors"), slurp(run / "trainer_state.json"),
+            slurp(run / "config.json")};
+  }
+  // Runs `run` to completion, interrupting each attempt with `sig` after a random delay (or, for
+  // every other attempt when watch_writes, as soon as a checkpoint temp file appears), `kills` times.
+  // Returns the number of attempts that were interrupted while a temp file existed.
+  int run_with_interruptions(const fs::path& run, int sig, int kills, bool watch_writes, double ref_seconds,
+                             uint64_t seed) {
+    Rng r(seed);
+    int in_write = 0, done = 0;
+    const std::string log = dir_.file("log.txt");
+    for (int attempt = 0; attempt < kills; ++attempt) {
+      const bool resume = fs::exists(run / "optimizer.safetensors");
+      Child c = Child::start(args(run.string(), resume), log);
+      const bool wait_for_write = watch_writes && attempt % 2 == 1;
+      const auto deadline = Clock::now() + std::chrono::duration<double>(r.uniform() * ref_seconds);
+      int code = -1;
+      bool hit_write = false;
+      while ((code = c.wait(false)) < 0) {
+        if (wait_for_write ? (hit_write = has_temp_file(run)) : Clock::now() >= deadline) break;
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+      if (code < 0) {
+        kill(c.pid, sig);
+        code = c.wait();
+        in_write += hit_write;
+        // SIGKILL: killed; SIGINT/SIGTERM: 130 (checkpoint saved, or nothing started yet).
+        if (sig == SIGKILL) EXPECT_EQ(code, 128 + SIGKILL);
+        else EXPECT_EQ(code, 130) << slurp(log);
+      } else {
+        EXPECT_EQ(code, 0) << slurp(log);
+        ++done;
+        break;  // finished before the interruption
+      }
+    }
+    // Finish the run.
+    while (!done) {
+      Child c = Child::start(args(run.string(), fs::exists(run / "optimizer.safetensors")), log);
+      const int code = c.wait();
+      EXPECT_EQ(code, 0) << slurp(log);
+      done = 1;
+    }
+    return in_write;
+  }
+  test::TempDir dir_;
+  std::string train_, valid_;
+};
+
+double reference_run(const std::vector<std::string>& a, const std::string& log) {
+  const auto t0 = Clock::now();
+  Child c = Child::start(a, log);
+  EXPECT_EQ(c.wait(), 0);
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+TEST_F(CrashTest, SigkillAtRandomInstantsResumesToIdenticalState) {
+  const fs::path ref = dir_.file("ref"), run = dir_.file("run");
+  const double t_ref = reference_run(args(ref.string(), false), dir_.file("ref.log"));
+  const std::vector<std::string> want = state(ref);
+  const int in_write = run_with_interruptions(run, SIGKILL, 12, true, t_ref, 7);
+  EXPECT_GE(in_write, 3) << "too few kills landed inside a checkpoint write";
+  EXPECT_EQ(state(run), want) << "resumed run differs from the uninterrupted one";
+  // No stale temp files of ours survive a finished resume.
+  EXPECT_FALSE(has_temp_file(run));
+  RecordProperty("kills_inside_writes", in_write);
+}
+
+TEST_F(CrashTest, SigintAndSigtermCheckpointAndResumeIdentically) {
+  const fs::path ref = dir_.file("ref"), run_int = dir_.file("run_int"), run_term = dir_.file("run_term");
+  const double t_ref = reference_run(args(ref.string(), false), dir_.file("ref.log"));
+  const std::vector<std::string> want = state(ref);
+  run_with_interruptions(run_int, SIGINT, 6, false, t_ref, 11);
+  run_with_interruptions(run_term, SIGTERM, 6, false, t_ref, 13);
+  EXPECT_EQ(state(run_int), want);
+  EXPECT_EQ(state(run_term), want);
+}
+
+}  // namespace
+}  // namespace cairn
