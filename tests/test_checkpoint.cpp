@@ -236,4 +236,26 @@ TEST(Checkpoint, AbandonedAtomicWriteLeavesOldFileAndNoTemp) {
   EXPECT_EQ(test::slurp(d.file("f.txt")), "new");
 }
 
+TEST(Checkpoint, AtomicWriterChecksEveryWriteAndKeepsNonFilesInPlace) {
+  TempDir d;
+  try {
+    AtomicWriter w(d.file(""));
+    FAIL() << "a directory is refused when the writer is made";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("Is a directory"), std::string::npos) << e.what();
+  }
+  if (!std::filesystem::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
+  // a link to a device is written through (the device is the target), and ENOSPC is reported
+  std::filesystem::create_symlink("/dev/full", d.file("full"));
+  AtomicWriter w(d.file("full"));
+  w.write("data");
+  try {
+    w.commit();
+    FAIL() << "expected the flush to fail";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()), "cannot write " + d.file("full") + ": No space left on device");
+  }
+  EXPECT_TRUE(std::filesystem::is_symlink(d.file("full")));
+}
+
 }  // namespace cairn

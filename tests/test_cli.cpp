@@ -6,10 +6,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "cairn/checkpoint.h"
+#include "cairn/io.h"
 #include "test_paths.h"
 #include "test_tmpdir.h"
 #include "util/rng.h"
@@ -200,6 +203,98 @@ TEST(Cli, ConstitutionHeadsAndLengthHeadEndToEnd) {
                            " --constitution " + bad + " --steps 1 --preset tiny");
   EXPECT_EQ(br.code, 3) << br.out;
   EXPECT_NE(br.out.find("bad.json"), std::string::npos) << br.out;
+}
+
+}  // namespace cairn
+
+namespace cairn {
+
+// What a hostile probe found: failed writes, non-finite weights, an output that is the input, temp
+// files of killed runs, tiny and empty data, empty responses, odd paths. One small trained run
+// (tokenizer and 2 steps) serves every test of the suite.
+class CliEdges : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir;
+    dir_->write("toy.jsonl", toy_pairs(60, 5));
+    CliResult t = cairn_run("tokenizer train --input " + file("toy.jsonl") + " --out " + file("tok.model") + " --vocab-size 400");
+    ASSERT_EQ(t.code, 0) << t.out;
+    CliResult r = cairn_run("train " + train_flags(file("run")) + " --steps 2");
+    ASSERT_EQ(r.code, 0) << r.out;
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static std::string file(const std::string& name) { return dir_->file(name); }
+  static std::string train_flags(const std::string& out, const std::string& train = file("toy.jsonl")) {
+    return "--train " + train + " --out " + out + " --tokenizer " + file("tok.model") +
+           " --preset tiny --d-model 32 --n-layers 1 --d-ff 64 --max-seq-len 64 --batch-pairs 8 --threads 1";
+  }
+  // A copy of the trained run whose model.safetensors has `set` applied to one tensor.
+  static std::string run_with_tensor(const std::string& name, const std::string& tensor, const std::function<void(std::vector<float>&)>& set) {
+    const std::string out = file(name);
+    std::filesystem::copy(file("run"), out, std::filesystem::copy_options::recursive);
+    auto t = safetensors_parse(read_file(out + "/model.safetensors"), "model.safetensors");
+    set(t.at(tensor).data);
+    ParamTable table(read_config(out));
+    std::vector<TensorRef> refs;
+    for (const auto& info : table.tensors()) refs.push_back({info.name, info.shape, t.at(info.name).data.data()});
+    write_file_atomic(out + "/model.safetensors", safetensors_serialize(refs, {{"format", "pt"}}));
+    return out;
+  }
+  static TempDir* dir_;
+};
+TempDir* CliEdges::dir_ = nullptr;
+
+TEST_F(CliEdges, FailedWritesExitOneAndSaySo) {
+  if (!std::filesystem::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
+  TempDir d;
+  // train: metrics.jsonl on a full disk (a link to /dev/full)
+  std::filesystem::create_directories(d.file("run"));
+  std::filesystem::create_symlink("/dev/full", d.file("run/metrics.jsonl"));
+  CliResult tr = cairn_run("train " + train_flags(d.file("run")) + " --steps 2");
+  EXPECT_EQ(tr.code, 1) << tr.out;
+  EXPECT_NE(tr.out.find("cannot write " + d.file("run") + "/metrics.jsonl: No space left on device"), std::string::npos) << tr.out;
+  EXPECT_EQ(tr.out.find("done:"), std::string::npos) << tr.out;
+  // score and pairs: --output on a full disk; the link is written through, not replaced
+  std::filesystem::create_symlink("/dev/full", d.file("full.jsonl"));
+  const std::string in = d.write("in.jsonl", "{\"text\": \"Thank you.\"}\n");
+  CliResult sc = cairn_run("score --model " + file("run") + " --input " + in + " --output " + d.file("full.jsonl"));
+  EXPECT_EQ(sc.code, 1) << sc.out;
+  EXPECT_NE(sc.out.find("cannot write " + d.file("full.jsonl") + ": No space left on device"), std::string::npos) << sc.out;
+  EXPECT_TRUE(std::filesystem::is_symlink(d.file("full.jsonl")));
+  const std::string ae = d.write("ae.jsonl", R"({"instruction": "q", "output_1": "a", "output_2": "b", "preference": 2})" "\n");
+  CliResult pa = cairn_run("pairs --from alpaca-eval --input " + ae + " --output " + d.file("full.jsonl"));
+  EXPECT_EQ(pa.code, 1) << pa.out;
+  EXPECT_NE(pa.out.find("No space left on device"), std::string::npos) << pa.out;
+  // results on stdout count too
+  int code = 0;
+  const std::string out = test::run_capture(std::string(CAIRN_BINARY) + " pairs --json --from alpaca-eval --input " + ae +
+                                                " --output " + d.file("p.jsonl") + " 2>&1 >/dev/full", &code);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("cannot write to stdout: No space left on device"), std::string::npos) << out;
+}
+
+TEST_F(CliEdges, OutputThatIsAnInputOrADirectoryIsRefusedFirst) {
+  TempDir d;
+  const std::string ae = d.write("ae.jsonl", R"({"instruction": "q", "output_1": "a", "output_2": "b", "preference": 2})" "\n");
+  const std::string dotted = d.file("./ae.jsonl");  // another spelling of the same path
+  CliResult p = cairn_run("pairs --from alpaca-eval --input " + ae + " --output " + dotted);
+  EXPECT_EQ(p.code, 2) << p.out;
+  EXPECT_NE(p.out.find("would replace the input"), std::string::npos) << p.out;
+  const std::string in = d.write("in.jsonl", "{\"text\": \"Thank you.\"}\n");
+  std::filesystem::create_hard_link(in, d.file("link.jsonl"));
+  CliResult s = cairn_run("score --model " + file("run") + " --input " + in + " --output " + d.file("link.jsonl"));
+  EXPECT_EQ(s.code, 2) << s.out;
+  CliResult t = cairn_run("tokenizer train --input " + ae + " --out " + dotted);
+  EXPECT_EQ(t.code, 2) << t.out;
+  EXPECT_EQ(test::slurp(ae), R"({"instruction": "q", "output_1": "a", "output_2": "b", "preference": 2})" "\n");
+  EXPECT_EQ(test::slurp(in), "{\"text\": \"Thank you.\"}\n");
+  EXPECT_EQ(std::filesystem::hard_link_count(in), 2u);
+  // a directory as --output fails before any record is read (line 2 is malformed)
+  const std::string bad = d.write("bad.jsonl", "{\"text\": \"fine\"}\n{\"prompt\": \"no response\"}\n");
+  std::filesystem::create_directories(d.file("outdir"));
+  CliResult o = cairn_run("score --model " + file("run") + " --input " + bad + " --output " + d.file("outdir"));
+  EXPECT_EQ(o.code, 1) << o.out;
+  EXPECT_NE(o.out.find("cannot write " + d.file("outdir") + ": Is a directory"), std::string::npos) << o.out;
 }
 
 }  // namespace cairn

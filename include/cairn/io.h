@@ -14,6 +14,9 @@ std::string read_file(const std::string& path);  // DataError when unreadable
 
 // Streaming variant for large outputs (cairn score, cairn pairs): nothing appears at `path` until
 // commit(); destroying an uncommitted writer removes its temp file and leaves `path` untouched.
+// Every write, the flush, fsync, close and rename are checked (std::runtime_error naming `path`).
+// A directory at `path` is refused when the writer is made; an existing target that is not a regular
+// file (/dev/null, /dev/stdout, a FIFO) is written in place, since there is no file to replace.
 class AtomicWriter {
  public:
   explicit AtomicWriter(const std::string& path);

@@ -69,14 +69,15 @@ int run(int argc, char** argv) {
   const int bs = a["batch-size"].as<int>();
   if (bs < 1) throw UsageError("--batch-size must be ≥ 1");
   const bool skip_bad = a.count("skip-bad") > 0;
+  const std::string in_path = a["input"].as<std::string>(), out_path = a["output"].as<std::string>();
+  check_output_not_input(out_path, {in_path});
+  AtomicWriter out(out_path);  // before the model loads: a bad --output fails at once
   LoadedRun run = load_run(a["model"].as<std::string>(), backend_options(a));
   const ModelConfig& cfg = run.model->config();
   const std::vector<float> weights = head_weights(cfg, HeadUse::Scoring);
   const ChatTemplate chat = ChatTemplate::by_name(cfg.chat_template, cfg.chat_system);
-  const std::string in_path = a["input"].as<std::string>();
 
   LineReader in(in_path);
-  AtomicWriter out(a["output"].as<std::string>());
   struct Item {
     std::string line;
     nlohmann::json rec;

@@ -7,6 +7,7 @@
 #include "cairn/errors.h"
 #include "cairn/tokenizer.h"
 #include "cli/command.h"
+#include "cli/common.h"
 #include "util/timing.h"
 
 namespace cairn::cli {
@@ -27,11 +28,13 @@ int run(int argc, char** argv) {
     return 0;
   }
   if (!a.count("input") || !a.count("out")) throw UsageError("--input and --out are required");
+  const auto inputs = a["input"].as<std::vector<std::string>>();
+  const std::string out = a["out"].as<std::string>();
+  check_output_not_input(out, inputs);
   const double t0 = now_seconds();
-  train_tokenizer(a["input"].as<std::vector<std::string>>(), a["out"].as<std::string>(), a["vocab-size"].as<int>(),
-                  a["type"].as<std::string>(), a["max-sentences"].as<long>());
-  std::fprintf(stderr, "tokenizer: %s (%s, vocab %d) in %.1fs\n", a["out"].as<std::string>().c_str(),
-               a["type"].as<std::string>().c_str(), a["vocab-size"].as<int>(), now_seconds() - t0);
+  train_tokenizer(inputs, out, a["vocab-size"].as<int>(), a["type"].as<std::string>(), a["max-sentences"].as<long>());
+  std::fprintf(stderr, "tokenizer: %s (%s, vocab %d) in %.1fs\n", out.c_str(), a["type"].as<std::string>().c_str(),
+               a["vocab-size"].as<int>(), now_seconds() - t0);
   return 0;
 }
 

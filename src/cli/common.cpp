@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 
 #include <nlohmann/json.hpp>
@@ -83,6 +84,14 @@ void apply_constitution(const cxxopts::ParseResult& a, ModelConfig* cfg) {
     cfg->head_weights.push_back(static_cast<float>(w));
   }
   cfg->n_heads_out = static_cast<int>(cfg->head_names.size());
+}
+
+void check_output_not_input(const std::string& output, const std::vector<std::string>& inputs) {
+  for (const std::string& in : inputs) {
+    std::error_code ec;  // a missing file is no clash
+    if (std::filesystem::equivalent(in, output, ec))
+      throw UsageError("the output " + output + " is the input " + in + ": writing it would replace the input");
+  }
 }
 
 std::vector<TokenizedPair> tokenize_pairs(const std::vector<Pair>& pairs, const Tokenizer& tok, const ModelConfig& cfg,

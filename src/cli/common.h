@@ -24,6 +24,10 @@ ModelConfig model_config_from_flags(const cxxopts::ParseResult& a, const Tokeniz
 // --constitution FILE: {"principles": [{"name", "text", "weight"}]} → one reward head per principle.
 void apply_constitution(const cxxopts::ParseResult& a, ModelConfig* cfg);
 
+// --output (or --out) must not name one of the inputs: compared as files (device and inode), so a
+// hard link or another spelling of the same path counts. UsageError, before anything is read.
+void check_output_not_input(const std::string& output, const std::vector<std::string>& inputs);
+
 struct TruncationStats {
   long sequences = 0, truncated = 0;
 };

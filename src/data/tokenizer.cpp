@@ -4,6 +4,8 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <unordered_set>
@@ -145,6 +147,8 @@ void train_tokenizer(const std::vector<std::string>& files, const std::string& m
   {
     std::ofstream out(corpus);
     for (const auto& l : lines) out << l << '\n';
+    out.close();
+    if (!out) throw std::runtime_error("cannot write the tokenizer corpus " + corpus.string() + ": " + std::strerror(errno));
   }
   const fs::path prefix = tmpdir / "spm";
   sentencepiece::SetRandomGeneratorSeed(1);

@@ -1,5 +1,6 @@
 // Atomic file writing, see include/cairn/io.h.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -35,20 +36,24 @@ void fsync_dir(const std::string& path) {
   }
 }
 
+// Flushes and closes f; a temp file (tmp non-empty) is fsync'd and renamed onto path. On failure the
+// temp file is removed and path is left as it was. Errors name the target, not the temp file.
 void finish(std::FILE* f, const std::string& tmp, const std::string& path) {
-  if (std::fflush(f) != 0 || ::fsync(fileno(f)) != 0) {
+  auto fail = [&](const char* what, const std::string& p) {
+    const int e = errno;
+    if (!tmp.empty()) ::unlink(tmp.c_str());
+    errno = e;
+    return io_error(what, p);
+  };
+  if (std::fflush(f) != 0 || (!tmp.empty() && ::fsync(fileno(f)) != 0)) {
+    const int e = errno;
     std::fclose(f);
-    ::unlink(tmp.c_str());
-    throw io_error("cannot write", tmp);
+    errno = e;
+    throw fail("cannot write", path);
   }
-  if (std::fclose(f) != 0) {
-    ::unlink(tmp.c_str());
-    throw io_error("cannot write", tmp);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    throw io_error("cannot rename onto", path);
-  }
+  if (std::fclose(f) != 0) throw fail("cannot write", path);
+  if (tmp.empty()) return;
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw fail("cannot rename onto", path);
   fsync_dir(path);
 }
 
@@ -75,7 +80,20 @@ std::string read_file(const std::string& path) {
 
 void copy_file_atomic(const std::string& src, const std::string& dst) { write_file_atomic(dst, read_file(src)); }
 
-AtomicWriter::AtomicWriter(const std::string& path) : path_(path), tmp_(temp_name(path)) {
+AtomicWriter::AtomicWriter(const std::string& path) : path_(path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    if (S_ISDIR(st.st_mode)) {
+      errno = EISDIR;
+      throw io_error("cannot write", path);
+    }
+    // A device, FIFO or socket (/dev/null, /dev/stdout, a pipe): there is no file to replace, so it is
+    // written in place. Renaming a temp file over it would replace the device node itself.
+    f_ = std::fopen(path.c_str(), "wb");
+    if (!f_) throw io_error("cannot open", path);
+    return;
+  }
+  tmp_ = temp_name(path);
   f_ = std::fopen(tmp_.c_str(), "wb");
   if (!f_) throw io_error("cannot create", tmp_);
 }
@@ -83,13 +101,14 @@ AtomicWriter::AtomicWriter(const std::string& path) : path_(path), tmp_(temp_nam
 AtomicWriter::~AtomicWriter() {
   if (f_) {
     std::fclose(f_);
-    ::unlink(tmp_.c_str());
+    if (!tmp_.empty()) ::unlink(tmp_.c_str());
   }
 }
 
 void AtomicWriter::write(std::string_view bytes) {
   if (!f_) throw std::logic_error("AtomicWriter: write after commit");
-  if (std::fwrite(bytes.data(), 1, bytes.size(), f_) != bytes.size()) throw io_error("cannot write", tmp_);
+  if (std::fwrite(bytes.data(), 1, bytes.size(), f_) != bytes.size())
+    throw io_error("cannot write", path_);
 }
 
 void AtomicWriter::commit() {
