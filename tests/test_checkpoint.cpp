@@ -2,6 +2,8 @@
 // independent parse, hostile files rejected with DataError (never a crash), and atomic writes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 
@@ -187,6 +189,49 @@ TEST(Checkpoint, RunDirErrorsNameTheProblem) {
   const std::string w = test::slurp(d.file("model.safetensors"));
   write_file_atomic(d.file("model.safetensors"), w.substr(0, w.size() / 3));
   EXPECT_THROW(load_model(d.file(""), &c2, &p2), DataError);
+}
+
+TEST(Checkpoint, NonFiniteWeightsAreRefusedNamingTheTensorOrField) {
+  TempDir d;
+  ModelConfig cfg = preset_config("tiny");
+  cfg.vocab_size = 300;
+  ParamTable t(cfg);
+  std::vector<float> p(t.total(), 0.5f), p2;
+  ModelConfig c2;
+  auto error_of = [&] {
+    try {
+      load_model(d.file(""), &c2, &p2);
+    } catch (const DataError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  p[t.find("ln_f.bias")->offset + 5] = INFINITY;
+  save_model(d.file(""), cfg, p.data());
+  EXPECT_EQ(error_of(), d.file("model.safetensors") + ": tensor \"ln_f.bias\" holds an infinity at index 5");
+  p[t.find("ln_f.bias")->offset + 5] = NAN;
+  save_model(d.file(""), cfg, p.data());
+  EXPECT_EQ(error_of(), d.file("model.safetensors") + ": tensor \"ln_f.bias\" holds NaN at index 5");
+  p[t.find("ln_f.bias")->offset + 5] = 0.5f;
+  save_model(d.file(""), cfg, p.data());
+  auto j = config_to_json(cfg);
+  j["head_weights"] = {1e39};  // beyond float32: would become inf
+  write_file_atomic(d.file("config.json"), j.dump());
+  EXPECT_EQ(error_of(), d.file("config.json") + ": field \"head_weights\" holds 1e+39: weights must be finite float32 numbers");
+  // the optimizer state of a checkpoint is checked the same way
+  auto be = make_backend("cpu", 1);
+  Model m(cfg, *be);
+  m.init(1);
+  AdamW opt(m, OptimConfig{});
+  std::vector<float> v(m.num_params(), NAN);
+  be->to_device(opt.v(), v.data(), v.size() * sizeof(float));
+  save_checkpoint(d.file(""), m, opt, {{"step", 1}});
+  try {
+    load_checkpoint(d.file(""), m, opt);
+    FAIL() << "expected a DataError";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor \"exp_avg_sq.tok_emb.weight\" holds NaN"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Checkpoint, TrainingCheckpointRestoresEverything) {

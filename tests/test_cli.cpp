@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -273,6 +274,30 @@ TEST_F(CliEdges, FailedWritesExitOneAndSaySo) {
   EXPECT_NE(out.find("cannot write to stdout: No space left on device"), std::string::npos) << out;
 }
 
+TEST_F(CliEdges, NonFiniteWeightsAreRefusedAndOverflowIsNeverWritten) {
+  const std::string in = dir_->write("in.jsonl", "{\"text\": \"Thank you.\"}\n{\"text\": \"Whatever.\"}\n");
+  // NaN in a tensor: exit 3 naming it
+  const std::string nan_run = run_with_tensor("nan_run", "head.weight", [](std::vector<float>& w) { w[3] = NAN; });
+  CliResult a = cairn_run("score --model " + nan_run + " --input " + in + " --output " + file("o.jsonl"));
+  EXPECT_EQ(a.code, 3) << a.out;
+  EXPECT_NE(a.out.find("tensor \"head.weight\" holds NaN at index 3"), std::string::npos) << a.out;
+  // a head weight beyond float32 in config.json: exit 3 naming the field
+  const std::string big = file("big_weight");
+  std::filesystem::copy(file("run"), big, std::filesystem::copy_options::recursive);
+  auto cfg = nlohmann::json::parse(test::slurp(big + "/config.json"));
+  cfg["head_weights"] = {1e39};
+  dir_->write("big_weight/config.json", cfg.dump());
+  CliResult b = cairn_run("score --model " + big + " --input " + in + " --output " + file("o.jsonl"));
+  EXPECT_EQ(b.code, 3) << b.out;
+  EXPECT_NE(b.out.find("config.json: field \"head_weights\" holds 1e+39"), std::string::npos) << b.out;
+  // finite weights whose forward pass overflows: exit 1 naming the record, and no output at all
+  const std::string huge = run_with_tensor("huge_run", "head.weight", [](std::vector<float>& w) { std::fill(w.begin(), w.end(), 3e38f); });
+  CliResult c = cairn_run("score --model " + huge + " --input " + in + " --output " + file("o.jsonl"));
+  EXPECT_EQ(c.code, 1) << c.out;
+  EXPECT_NE(c.out.find(in + ":1: the reward is not finite"), std::string::npos) << c.out;
+  EXPECT_FALSE(std::filesystem::exists(file("o.jsonl")));
+}
+
 TEST_F(CliEdges, OutputThatIsAnInputOrADirectoryIsRefusedFirst) {
   TempDir d;
   const std::string ae = d.write("ae.jsonl", R"({"instruction": "q", "output_1": "a", "output_2": "b", "preference": 2})" "\n");
@@ -295,6 +320,25 @@ TEST_F(CliEdges, OutputThatIsAnInputOrADirectoryIsRefusedFirst) {
   CliResult o = cairn_run("score --model " + file("run") + " --input " + bad + " --output " + d.file("outdir"));
   EXPECT_EQ(o.code, 1) << o.out;
   EXPECT_NE(o.out.find("cannot write " + d.file("outdir") + ": Is a directory"), std::string::npos) << o.out;
+}
+
+TEST_F(CliEdges, RewardsAreWrittenInTheShortestFormThatReadsBackExactly) {
+  TempDir d;
+  // the same text twice in one batch: appended ("reward" added) and re-serialized ("reward" replaced)
+  const std::string in = d.write("in.jsonl", "{\"text\": \"Thank you.\"}\n{\"text\": \"Thank you.\", \"reward\": 0}\n");
+  ASSERT_EQ(cairn_run("score --model " + file("run") + " --input " + in + " --output " + d.file("o.jsonl")).code, 0);
+  std::istringstream o(test::slurp(d.file("o.jsonl")));
+  std::string l1, l2;
+  std::getline(o, l1), std::getline(o, l2);
+  const std::string t1 = l1.substr(l1.find("\"reward\":") + 9), t2 = l2.substr(l2.find("\"reward\":") + 9);
+  EXPECT_EQ(t1, t2) << l1 << "\n" << l2;
+  // the float32 reward in at most the 9 significant digits a float32 needs (the re-serialized line
+  // carried all 17 of a double, the appended one only 7 before)
+  std::string digits;
+  for (char c : t1.substr(0, t1.find_first_of("eE}")))
+    if (std::isdigit(static_cast<unsigned char>(c))) digits += c;
+  digits.erase(0, digits.find_first_not_of('0'));
+  EXPECT_LE(digits.size(), 9u) << t1;
 }
 
 }  // namespace cairn

@@ -1,6 +1,7 @@
 // Shared subcommand helpers, see common.h.
 #include "cli/common.h"
 
+#include <cfloat>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -77,7 +78,7 @@ void apply_constitution(const cxxopts::ParseResult& a, ModelConfig* cfg) {
     if (!p.is_object() || !p.contains("name") || !p["name"].is_string() || p["name"].get<std::string>().empty())
       throw DataError(path, 0, where + " needs a non-empty string \"name\"");
     const double w = p.contains("weight") ? (p["weight"].is_number() ? p["weight"].get<double>() : -1.0) : 1.0;
-    if (!(w >= 0)) throw DataError(path, 0, where + ": \"weight\" must be a number ≥ 0");
+    if (!(w >= 0 && w <= FLT_MAX)) throw DataError(path, 0, where + ": \"weight\" must be a finite number ≥ 0");
     for (const auto& n : cfg->head_names)
       if (n == p["name"]) throw DataError(path, 0, where + ": duplicate principle \"" + n + "\"");
     cfg->head_names.push_back(p["name"].get<std::string>());
