@@ -234,6 +234,23 @@ TEST(Checkpoint, NonFiniteWeightsAreRefusedNamingTheTensorOrField) {
   }
 }
 
+TEST(Checkpoint, StaleTempFilesOfDeadWritersAreRemovedAndNothingElse) {
+  TempDir d;
+  const std::string me = std::to_string(getpid());
+  // 999999999 is above any pid_max (2^22): no such process
+  const std::vector<std::string> stale = {"model.safetensors.tmp.999999999.0", "config.json.tmp.999999999.12"};
+  const std::vector<std::string> kept = {"model.safetensors.tmp." + me + ".0", "model.safetensors.tmp.999999999",
+                                         "model.safetensors.tmp.999999999.1.2", "notes.txt.tmp.999999999.0",
+                                         "model.safetensors.tmpx.999999999.0", "model.safetensors"};
+  for (const auto& f : stale) d.write(f, "x");
+  for (const auto& f : kept) d.write(f, "x");
+  std::vector<std::string> removed = remove_stale_temp_files(d.file(""), {"model.safetensors", "config.json"});
+  std::sort(removed.begin(), removed.end());
+  EXPECT_EQ(removed, (std::vector<std::string>{"config.json.tmp.999999999.12", "model.safetensors.tmp.999999999.0"}));
+  for (const auto& f : stale) EXPECT_FALSE(std::filesystem::exists(d.file(f))) << f;
+  for (const auto& f : kept) EXPECT_TRUE(std::filesystem::exists(d.file(f))) << f;
+}
+
 TEST(Checkpoint, TrainingCheckpointRestoresEverything) {
   TempDir d;
   auto be = make_backend("cpu", 1);

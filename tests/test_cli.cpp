@@ -2,6 +2,8 @@
 // small generated corpus; exit codes and messages for bad input; outputs never half-written.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <array>
 #include <cmath>
 #include <cstdio>
@@ -320,6 +322,22 @@ TEST_F(CliEdges, OutputThatIsAnInputOrADirectoryIsRefusedFirst) {
   CliResult o = cairn_run("score --model " + file("run") + " --input " + bad + " --output " + d.file("outdir"));
   EXPECT_EQ(o.code, 1) << o.out;
   EXPECT_NE(o.out.find("cannot write " + d.file("outdir") + ": Is a directory"), std::string::npos) << o.out;
+}
+
+TEST_F(CliEdges, TrainRemovesTempFilesOfKilledRunsOnly) {
+  const std::string run = file("temps");
+  std::filesystem::copy(file("run"), run, std::filesystem::copy_options::recursive);
+  const std::string live = std::to_string(getpid());  // this process: alive
+  const std::vector<std::string> stale = {"optimizer.safetensors.tmp.999999999.0", "model.safetensors.tmp.999999999.4"};
+  const std::vector<std::string> kept = {"optimizer.safetensors.tmp." + live + ".1", "notes.txt.tmp.999999999.0",
+                                         "config.json.tmp.999999999", "config.json.tmp.x.1"};
+  for (const auto& f : stale) dir_->write("temps/" + f, "torn");
+  for (const auto& f : kept) dir_->write("temps/" + f, "keep");
+  CliResult r = cairn_run("train " + train_flags(run) + " --steps 3 --resume");
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const auto& f : stale) EXPECT_FALSE(std::filesystem::exists(run + "/" + f)) << f;
+  for (const auto& f : kept) EXPECT_TRUE(std::filesystem::exists(run + "/" + f)) << f;
+  EXPECT_NE(r.out.find("removed optimizer.safetensors.tmp.999999999.0"), std::string::npos) << r.out;
 }
 
 TEST_F(CliEdges, RewardsAreWrittenInTheShortestFormThatReadsBackExactly) {

@@ -147,6 +147,8 @@ int run(int argc, char** argv) {
     apply_constitution(a, &probe);
   }
   fs::create_directories(out);
+  for (const std::string& f : remove_stale_run_temp_files(out))
+    std::fprintf(stderr, "removed %s, a temp file left in %s by a killed run\n", f.c_str(), out.c_str());
 
   // ---- model config and tokenizer: resumed, imported (--init), or from flags ----
   const std::string train_path = a["train"].as<std::string>();

@@ -3,8 +3,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
@@ -21,9 +24,23 @@ std::runtime_error io_error(const std::string& what, const std::string& path) {
   return std::runtime_error(what + " " + path + ": " + std::strerror(errno));
 }
 
+// <target>.tmp.<pid>.<counter>; remove_stale_temp_files recognises exactly this pattern.
 std::string temp_name(const std::string& path) {
   static std::atomic<unsigned> counter{0};  // unique per writer, also across threads
   return path + ".tmp." + std::to_string(getpid()) + "." + std::to_string(counter++);
+}
+
+// The writer's pid when `file` is a temp name of `target` (<target>.tmp.<pid>.<counter>), else −1.
+long temp_file_pid(const std::string& file, const std::string& target) {
+  const std::string prefix = target + ".tmp.";
+  if (file.compare(0, prefix.size(), prefix) != 0) return -1;
+  const std::string rest = file.substr(prefix.size());
+  const size_t dot = rest.find('.');
+  auto decimal = [](const std::string& s) {
+    return !s.empty() && s.size() <= 9 && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
+  };
+  if (dot == std::string::npos || !decimal(rest.substr(0, dot)) || !decimal(rest.substr(dot + 1))) return -1;
+  return std::stol(rest.substr(0, dot));
 }
 
 void fsync_dir(const std::string& path) {
@@ -76,6 +93,24 @@ std::string read_file(const std::string& path) {
   std::fclose(f);
   if (err) throw DataError(path, 0, "read error");
   return s;
+}
+
+std::vector<std::string> remove_stale_temp_files(const std::string& dir, const std::vector<std::string>& targets) {
+  std::vector<fs::path> stale;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string file = e.path().filename().string();
+    for (const std::string& t : targets) {
+      const long pid = temp_file_pid(file, t);
+      // a live writer (this process, or any other that still exists) keeps its temp file
+      if (pid <= 0 || pid == getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+      if (e.is_regular_file(ec)) stale.push_back(e.path());
+    }
+  }
+  std::vector<std::string> removed;
+  for (const fs::path& p : stale)
+    if (fs::remove(p, ec)) removed.push_back(p.filename().string());
+  return removed;
 }
 
 void copy_file_atomic(const std::string& src, const std::string& dst) { write_file_atomic(dst, read_file(src)); }

@@ -205,6 +205,11 @@ nlohmann::json load_checkpoint(const std::string& dir, Model& model, AdamW& opt)
   return st;
 }
 
+std::vector<std::string> remove_stale_run_temp_files(const std::string& dir) {
+  return remove_stale_temp_files(dir, {"optimizer.safetensors", "model.safetensors", "config.json", "trainer_state.json",
+                                       "metrics.jsonl", "tokenizer.model", "tokenizer.json"});
+}
+
 nlohmann::json read_trainer_state(const std::string& dir) {
   // The resume point is optimizer.safetensors (see the commit protocol); trainer_state.json mirrors it.
   const std::string p = join(dir, "optimizer.safetensors");
