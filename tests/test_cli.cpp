@@ -340,6 +340,22 @@ TEST_F(CliEdges, TrainRemovesTempFilesOfKilledRunsOnly) {
   EXPECT_NE(r.out.find("removed optimizer.safetensors.tmp.999999999.0"), std::string::npos) << r.out;
 }
 
+TEST_F(CliEdges, TinyDataCapsTheVocabularyOrNamesTheFlag) {
+  TempDir d;
+  const std::string tiny = d.write("tiny.jsonl", R"({"prompt": "hi", "chosen": "hello there", "rejected": "go away"})" "\n");
+  CliResult capped = cairn_run("tokenizer train --input " + tiny + " --out " + d.file("t.model"));
+  EXPECT_EQ(capped.code, 0) << capped.out;
+  EXPECT_NE(capped.out.find("note: the text supports only"), std::string::npos) << capped.out;
+  CliResult asked = cairn_run("tokenizer train --input " + tiny + " --out " + d.file("u.model") + " --vocab-size 8192");
+  EXPECT_EQ(asked.code, 2) << asked.out;
+  EXPECT_NE(asked.out.find("--vocab-size 8192 is more than the text supports"), std::string::npos) << asked.out;
+  EXPECT_FALSE(std::filesystem::exists(d.file("u.model")));
+  CliResult tr = cairn_run("train --train " + tiny + " --out " + d.file("run") + " --steps 1 --preset tiny --d-model 32 --n-layers 1 --threads 1");
+  ASSERT_EQ(tr.code, 0) << tr.out;
+  EXPECT_NE(tr.out.find("note: the training text supports only"), std::string::npos) << tr.out;
+  EXPECT_LT(nlohmann::json::parse(test::slurp(d.file("run/config.json")))["vocab_size"].get<int>(), 8192);
+}
+
 TEST_F(CliEdges, RewardsAreWrittenInTheShortestFormThatReadsBackExactly) {
   TempDir d;
   // the same text twice in one batch: appended ("reward" added) and re-serialized ("reward" replaced)

@@ -194,8 +194,12 @@ int run(int argc, char** argv) {
     if (a.count("tokenizer")) {
       copy_file_atomic(a["tokenizer"].as<std::string>(), tok_path);
     } else if (!fs::exists(tok_path)) {
-      std::fprintf(stderr, "training a tokenizer (vocab %d) on %s\n", a["vocab-size"].as<int>(), train_path.c_str());
-      train_tokenizer({train_path}, tok_path, a["vocab-size"].as<int>(), "bpe");
+      const int asked = a["vocab-size"].as<int>();
+      std::fprintf(stderr, "training a tokenizer (vocab %d) on %s\n", asked, train_path.c_str());
+      const int vocab = train_tokenizer({train_path}, tok_path, asked, "bpe", kTokenizerMaxSentences, true);
+      if (vocab < asked)
+        std::fprintf(stderr, "note: the training text supports only %d pieces; the tokenizer has that many instead of --vocab-size %d\n",
+                     vocab, asked);
     }
     tok_ptr = load_sentencepiece(tok_path);
     cfg = model_config_from_flags(a, *tok_ptr);
