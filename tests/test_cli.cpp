@@ -356,6 +356,23 @@ TEST_F(CliEdges, TinyDataCapsTheVocabularyOrNamesTheFlag) {
   EXPECT_LT(nlohmann::json::parse(test::slurp(d.file("run/config.json")))["vocab_size"].get<int>(), 8192);
 }
 
+TEST_F(CliEdges, EmptyResponsesAreScoredAndCounted) {
+  TempDir d;
+  const std::string in = d.write("in.jsonl", "{\"prompt\": \"hi\", \"response\": \"\"}\n{\"text\": \"\"}\n");
+  CliResult s = cairn_run("score --model " + file("run") + " --input " + in + " --output " + d.file("o.jsonl"));
+  ASSERT_EQ(s.code, 0) << s.out;
+  std::istringstream o(test::slurp(d.file("o.jsonl")));
+  int n = 0;
+  for (std::string line; std::getline(o, line); ++n) EXPECT_TRUE(nlohmann::json::parse(line)["reward"].is_number()) << line;
+  EXPECT_EQ(n, 2);
+  const std::string pairs = d.write("p.jsonl", toy_pairs(8, 9) + R"({"prompt": "hi", "chosen": "hello", "rejected": ""})" "\n");
+  CliResult e = cairn_run("eval --json --model " + file("run") + " --pairs " + pairs);
+  ASSERT_EQ(e.code, 0) << e.out;
+  CliResult t = cairn_run("train " + train_flags(d.file("run"), pairs) + " --steps 1");
+  ASSERT_EQ(t.code, 0) << t.out;
+  EXPECT_NE(t.out.find(pairs + ": 9 pairs from 9 lines, 1 with an empty response"), std::string::npos) << t.out;
+}
+
 TEST_F(CliEdges, RewardsAreWrittenInTheShortestFormThatReadsBackExactly) {
   TempDir d;
   // the same text twice in one batch: appended ("reward" added) and re-serialized ("reward" replaced)

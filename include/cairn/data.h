@@ -51,10 +51,12 @@ struct Pair {
   float label = 1.0f, margin = 0.0f, weight = 1.0f;
   std::string principle;
   long line = 0;
+  bool empty_response = false;  // a side's response is empty or only whitespace
 };
 
 struct ReadStats {
   long lines = 0, pairs = 0, skipped = 0, blank = 0;
+  long empty_responses = 0;  // pairs with an empty response on one side or both
 };
 
 // Parses one pair record (docs/formats.md#pairs). file/line name the place for errors.

@@ -122,6 +122,7 @@ void report_data(const std::string& path, const ReadStats& st, size_t usable) {
   std::fprintf(stderr, "%s: %zu pairs from %ld lines", path.c_str(), usable, st.lines);
   if (st.skipped) std::fprintf(stderr, ", %ld malformed lines skipped", st.skipped);
   if (st.blank) std::fprintf(stderr, ", %ld blank", st.blank);
+  if (st.empty_responses) std::fprintf(stderr, ", %ld with an empty response", st.empty_responses);
   std::fprintf(stderr, "\n");
 }
 
