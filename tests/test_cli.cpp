@@ -50,6 +50,19 @@ static std::string toy_pairs(int n, uint64_t seed) {
   return s;
 }
 
+// toy_pairs with pair i tagged with principles[i % size] (an empty name: no principle).
+static std::string toy_pairs_tagged(int n, uint64_t seed, const std::vector<std::string>& principles) {
+  std::string s;
+  std::istringstream toy(toy_pairs(n, seed));
+  int i = 0;
+  for (std::string line; std::getline(toy, line); ++i) {
+    auto j = nlohmann::json::parse(line);
+    if (const std::string& p = principles[i % principles.size()]; !p.empty()) j["principle"] = p;
+    s += j.dump() + "\n";
+  }
+  return s;
+}
+
 TEST(Cli, HelpForEveryCommand) {
   for (const char* c : {"train", "score", "eval", "pairs", "tokenizer train", "bench train", "bench attention"}) {
     CliResult r = cairn_run(std::string(c) + " --help");
@@ -143,16 +156,7 @@ namespace cairn {
 // "reward", `eval --json` breaks accuracy down by principle.
 TEST(Cli, ConstitutionHeadsAndLengthHeadEndToEnd) {
   TempDir d;
-  std::string pairs;
-  std::istringstream toy(toy_pairs(300, 4));
-  int i = 0;
-  for (std::string line; std::getline(toy, line); ++i) {
-    auto j = nlohmann::json::parse(line);
-    if (i % 3 == 1) j["principle"] = "helpful";
-    if (i % 3 == 2) j["principle"] = "harmless";
-    pairs += j.dump() + "\n";
-  }
-  const std::string train = d.write("train.jsonl", pairs);
+  const std::string train = d.write("train.jsonl", toy_pairs_tagged(300, 4, {"", "helpful", "harmless"}));
   const std::string cons = d.write("constitution.json", R"({"principles": [
       {"name": "helpful", "text": "Choose the more helpful answer.", "weight": 0.6},
       {"name": "harmless", "text": "Choose the less harmful answer.", "weight": 0.4}]})");
@@ -373,6 +377,26 @@ TEST_F(CliEdges, EmptyResponsesAreScoredAndCounted) {
   EXPECT_NE(t.out.find(pairs + ": 9 pairs from 9 lines, 1 with an empty response"), std::string::npos) << t.out;
 }
 
+TEST_F(CliEdges, EmptyTrainingDataDirectoryInputAndByteOrderMark) {
+  TempDir d;
+  // an empty training file: exit 3, and the run directory this command created is gone again
+  const std::string empty = d.write("empty.jsonl", "");
+  CliResult a = cairn_run("train --train " + empty + " --out " + d.file("new/run") + " --steps 1");
+  EXPECT_EQ(a.code, 3) << a.out;
+  EXPECT_FALSE(std::filesystem::exists(d.file("new"))) << a.out;
+  CliResult b = cairn_run("train " + train_flags(d.file("run2"), empty) + " --steps 1");
+  EXPECT_EQ(b.code, 3) << b.out;
+  EXPECT_FALSE(std::filesystem::exists(d.file("run2"))) << b.out;
+  // a directory as --input is named as one
+  CliResult c = cairn_run("score --model " + file("run") + " --input " + d.file("") + " --output " + d.file("o.jsonl"));
+  EXPECT_EQ(c.code, 3) << c.out;
+  EXPECT_NE(c.out.find("is a directory"), std::string::npos) << c.out;
+  // a UTF-8 byte-order mark is not copied into the output
+  const std::string bom = d.write("bom.jsonl", "\xEF\xBB\xBF{\"text\": \"fine\"}\n");
+  ASSERT_EQ(cairn_run("score --model " + file("run") + " --input " + bom + " --output " + d.file("b.jsonl")).code, 0);
+  EXPECT_EQ(test::slurp(d.file("b.jsonl")).rfind("{\"text\": \"fine\",\"reward\":", 0), 0u) << test::slurp(d.file("b.jsonl"));
+}
+
 TEST_F(CliEdges, RewardsAreWrittenInTheShortestFormThatReadsBackExactly) {
   TempDir d;
   // the same text twice in one batch: appended ("reward" added) and re-serialized ("reward" replaced)
@@ -390,6 +414,17 @@ TEST_F(CliEdges, RewardsAreWrittenInTheShortestFormThatReadsBackExactly) {
     if (std::isdigit(static_cast<unsigned char>(c))) digits += c;
   digits.erase(0, digits.find_first_not_of('0'));
   EXPECT_LE(digits.size(), 9u) << t1;
+}
+
+TEST_F(CliEdges, UnknownPrinciplesAreCountedOnce) {
+  TempDir d;
+  const std::string pairs = toy_pairs_tagged(30, 6, {"honest", "helpful", "helpful"});  // "honest" is no head
+  const std::string cons = d.write("c.json", R"({"principles": [{"name": "helpful"}, {"name": "harmless"}]})");
+  CliResult r = cairn_run("train " + train_flags(d.file("run"), d.write("p.jsonl", pairs)) + " --steps 1 --constitution " + cons);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("warning: 10 pairs name a principle that is not a reward head of this model (e.g. \"honest\""),
+            std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("warning"), r.out.rfind("warning")) << r.out;
 }
 
 }  // namespace cairn

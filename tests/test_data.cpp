@@ -4,6 +4,7 @@
 
 #include "cairn/data.h"
 #include "cairn/errors.h"
+#include "cairn/io.h"
 #include "test_tmpdir.h"
 
 namespace cairn {
@@ -153,6 +154,39 @@ TEST(Data, OverlongLineIsRejected) {
 }
 
 TEST(Data, MissingFileIsADataError) { EXPECT_THROW(LineReader("/nonexistent/x.jsonl"), DataError); }
+
+TEST(Data, DirectoryIsNamedAsOne) {
+  TempDir d;
+  try {
+    LineReader r(d.file(""));
+    std::string line;
+    r.next(line);
+    FAIL() << "expected a DataError";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()), d.file("") + ": is a directory, not a file");
+  }
+  try {
+    read_file(d.file(""));  // whole-file reads (constitution, --tokenizer) say why too
+    FAIL() << "expected a DataError";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()), d.file("") + ": cannot read: Is a directory");
+  }
+}
+
+TEST(Data, LeadingByteOrderMarkIsDropped) {
+  TempDir d;
+  const std::string bom = "\xEF\xBB\xBF";
+  for (const std::string& f : {d.write("b.jsonl", bom + "{\"a\": 1}\n" + bom + "x\n"), d.write_gz("b.jsonl.gz", bom + "{\"a\": 1}"),
+                               d.write("only.jsonl", bom)}) {
+    LineReader r(f);
+    std::string line;
+    ASSERT_TRUE(r.next(line)) << f;
+    EXPECT_EQ(line, f.find("only") != std::string::npos ? "" : "{\"a\": 1}") << f;
+    if (r.next(line)) {
+      EXPECT_EQ(line, bom + "x") << "only the first line of a file can start with the mark";
+    }
+  }
+}
 
 TEST(Data, ScoreRecords) {
   auto j = parse_json_line(R"({"prompt": "Q", "response": "Ans"})", "s", 1);

@@ -146,6 +146,17 @@ int run(int argc, char** argv) {
     ModelConfig probe;
     apply_constitution(a, &probe);
   }
+  // A run directory this command creates is removed again when setting up fails (bad or empty data,
+  // tokenizer training): only a run that starts training leaves a directory behind.
+  fs::path created;  // the topmost directory of `out` that does not exist yet
+  for (fs::path p = fs::absolute(out); !fs::exists(p) && p != p.parent_path(); p = p.parent_path()) created = p;
+  struct RemoveOnFailure {
+    fs::path dir;
+    ~RemoveOnFailure() {
+      std::error_code ec;
+      if (!dir.empty()) fs::remove_all(dir, ec);
+    }
+  } setup_guard{created};
   fs::create_directories(out);
   for (const std::string& f : remove_stale_run_temp_files(out))
     std::fprintf(stderr, "removed %s, a temp file left in %s by a killed run\n", f.c_str(), out.c_str());
@@ -224,13 +235,13 @@ int run(int argc, char** argv) {
   std::vector<Pair> valid_raw;
   if (a.count("valid")) valid_raw = read_pairs(a["valid"].as<std::string>(), skip_bad, &valid_stats, chat);
   if (train_raw.empty()) throw DataError(train_path, 0, "no usable pairs");
-  TruncationStats trunc;
+  TokenizeStats trunc;
   const int threads = a["threads"].as<int>();
   std::vector<TokenizedPair> train = tokenize_pairs(train_raw, tok, cfg, &trunc, threads);
   std::vector<TokenizedPair> valid = tokenize_pairs(valid_raw, tok, cfg, &trunc, threads);
   report_data(train_path, train_stats, train.size());
   if (a.count("valid")) report_data(a["valid"].as<std::string>(), valid_stats, valid.size());
-  report_truncation(trunc, cfg.max_seq_len);
+  report_tokenize(trunc, cfg);
 
   // ---- settings: flags, or on --resume the saved values unless a flag overrides them ----
   TrainSettings ts = resolve_settings(a, out, resume, train.size());
@@ -261,6 +272,7 @@ int run(int argc, char** argv) {
                ts.total_steps, ts.batch_pairs, static_cast<double>(ts.total_steps) / steps_per_epoch, ts.optim.lr,
                ts.optim.warmup);
 
+  setup_guard.dir.clear();  // training starts: the run directory stays, whatever happens next
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   if (trainer.run(g_stop) == Trainer::Outcome::Interrupted) {

@@ -96,7 +96,7 @@ void check_output_not_input(const std::string& output, const std::vector<std::st
 }
 
 std::vector<TokenizedPair> tokenize_pairs(const std::vector<Pair>& pairs, const Tokenizer& tok, const ModelConfig& cfg,
-                                          TruncationStats* trunc, int threads) {
+                                          TokenizeStats* stats, int threads) {
   std::map<std::string, int> head_of;
   for (int h = 0; h < cfg.n_heads_out; ++h) head_of[cfg.head_names[h]] = h;
   std::vector<TokenizedPair> out(pairs.size());
@@ -114,7 +114,13 @@ std::vector<TokenizedPair> tokenize_pairs(const std::vector<Pair>& pairs, const 
     auto h = head_of.find(p.principle);
     t.head = (cfg.n_heads_out > 1 && h != head_of.end()) ? h->second : -1;
   }
-  if (trunc) trunc->sequences += 2 * static_cast<long>(pairs.size()), trunc->truncated += cut;
+  if (!stats) return out;
+  stats->sequences += 2 * static_cast<long>(pairs.size()), stats->truncated += cut;
+  if (cfg.n_heads_out > 1)
+    for (const Pair& p : pairs)
+      if (!p.principle.empty() && !head_of.count(p.principle)) {
+        if (stats->unknown_principle++ == 0) stats->unknown_example = p.principle;
+      }
   return out;
 }
 
@@ -126,10 +132,16 @@ void report_data(const std::string& path, const ReadStats& st, size_t usable) {
   std::fprintf(stderr, "\n");
 }
 
-void report_truncation(const TruncationStats& t, int max_seq_len) {
-  if (t.truncated == 0) return;
-  std::fprintf(stderr, "note: %ld of %ld sequences (%.1f%%) were longer than max_seq_len %d and were truncated from the left (their ends kept)\n",
-               t.truncated, t.sequences, 100.0 * t.truncated / std::max(1L, t.sequences), max_seq_len);
+void report_tokenize(const TokenizeStats& t, const ModelConfig& cfg) {
+  if (t.truncated)
+    std::fprintf(stderr, "note: %ld of %ld sequences (%.1f%%) were longer than max_seq_len %d and were truncated from the left (their ends kept)\n",
+                 t.truncated, t.sequences, 100.0 * t.truncated / std::max(1L, t.sequences), cfg.max_seq_len);
+  if (t.unknown_principle) {
+    std::string heads;
+    for (const auto& n : cfg.head_names) heads += (heads.empty() ? "" : ", ") + n;
+    std::fprintf(stderr, "warning: %ld pairs name a principle that is not a reward head of this model (e.g. \"%s\"; heads: %s); they use the composite reward\n",
+                 t.unknown_principle, t.unknown_example.c_str(), heads.c_str());
+  }
 }
 
 }  // namespace cairn::cli

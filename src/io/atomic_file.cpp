@@ -90,8 +90,9 @@ std::string read_file(const std::string& path) {
   size_t n;
   while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
   const bool err = std::ferror(f);
+  const int e = errno;
   std::fclose(f);
-  if (err) throw DataError(path, 0, "read error");
+  if (err) throw DataError(path, 0, std::string("cannot read: ") + std::strerror(e));
   return s;
 }
 
