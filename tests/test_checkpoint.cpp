@@ -2,6 +2,8 @@
 // independent parse, hostile files rejected with DataError (never a crash), and atomic writes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 
@@ -189,6 +191,66 @@ TEST(Checkpoint, RunDirErrorsNameTheProblem) {
   EXPECT_THROW(load_model(d.file(""), &c2, &p2), DataError);
 }
 
+TEST(Checkpoint, NonFiniteWeightsAreRefusedNamingTheTensorOrField) {
+  TempDir d;
+  ModelConfig cfg = preset_config("tiny");
+  cfg.vocab_size = 300;
+  ParamTable t(cfg);
+  std::vector<float> p(t.total(), 0.5f), p2;
+  ModelConfig c2;
+  auto error_of = [&] {
+    try {
+      load_model(d.file(""), &c2, &p2);
+    } catch (const DataError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  p[t.find("ln_f.bias")->offset + 5] = INFINITY;
+  save_model(d.file(""), cfg, p.data());
+  EXPECT_EQ(error_of(), d.file("model.safetensors") + ": tensor \"ln_f.bias\" holds an infinity at index 5");
+  p[t.find("ln_f.bias")->offset + 5] = NAN;
+  save_model(d.file(""), cfg, p.data());
+  EXPECT_EQ(error_of(), d.file("model.safetensors") + ": tensor \"ln_f.bias\" holds NaN at index 5");
+  p[t.find("ln_f.bias")->offset + 5] = 0.5f;
+  save_model(d.file(""), cfg, p.data());
+  auto j = config_to_json(cfg);
+  j["head_weights"] = {1e39};  // beyond float32: would become inf
+  write_file_atomic(d.file("config.json"), j.dump());
+  EXPECT_EQ(error_of(), d.file("config.json") + ": field \"head_weights\" holds 1e+39: weights must be finite float32 numbers");
+  // the optimizer state of a checkpoint is checked the same way
+  auto be = make_backend("cpu", 1);
+  Model m(cfg, *be);
+  m.init(1);
+  AdamW opt(m, OptimConfig{});
+  std::vector<float> v(m.num_params(), NAN);
+  be->to_device(opt.v(), v.data(), v.size() * sizeof(float));
+  save_checkpoint(d.file(""), m, opt, {{"step", 1}});
+  try {
+    load_checkpoint(d.file(""), m, opt);
+    FAIL() << "expected a DataError";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor \"exp_avg_sq.tok_emb.weight\" holds NaN"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Checkpoint, StaleTempFilesOfDeadWritersAreRemovedAndNothingElse) {
+  TempDir d;
+  const std::string me = std::to_string(getpid());
+  // 999999999 is above any pid_max (2^22): no such process
+  const std::vector<std::string> stale = {"model.safetensors.tmp.999999999.0", "config.json.tmp.999999999.12"};
+  const std::vector<std::string> kept = {"model.safetensors.tmp." + me + ".0", "model.safetensors.tmp.999999999",
+                                         "model.safetensors.tmp.999999999.1.2", "notes.txt.tmp.999999999.0",
+                                         "model.safetensors.tmpx.999999999.0", "model.safetensors"};
+  for (const auto& f : stale) d.write(f, "x");
+  for (const auto& f : kept) d.write(f, "x");
+  std::vector<std::string> removed = remove_stale_temp_files(d.file(""), {"model.safetensors", "config.json"});
+  std::sort(removed.begin(), removed.end());
+  EXPECT_EQ(removed, (std::vector<std::string>{"config.json.tmp.999999999.12", "model.safetensors.tmp.999999999.0"}));
+  for (const auto& f : stale) EXPECT_FALSE(std::filesystem::exists(d.file(f))) << f;
+  for (const auto& f : kept) EXPECT_TRUE(std::filesystem::exists(d.file(f))) << f;
+}
+
 TEST(Checkpoint, TrainingCheckpointRestoresEverything) {
   TempDir d;
   auto be = make_backend("cpu", 1);
@@ -278,6 +340,28 @@ TEST(Checkpoint, AbandonedAtomicWriteLeavesOldFileAndNoTemp) {
     w.commit();
   }
   EXPECT_EQ(test::slurp(d.file("f.txt")), "new");
+}
+
+TEST(Checkpoint, AtomicWriterChecksEveryWriteAndKeepsNonFilesInPlace) {
+  TempDir d;
+  try {
+    AtomicWriter w(d.file(""));
+    FAIL() << "a directory is refused when the writer is made";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("Is a directory"), std::string::npos) << e.what();
+  }
+  if (!std::filesystem::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
+  // a link to a device is written through (the device is the target), and ENOSPC is reported
+  std::filesystem::create_symlink("/dev/full", d.file("full"));
+  AtomicWriter w(d.file("full"));
+  w.write("data");
+  try {
+    w.commit();
+    FAIL() << "expected the flush to fail";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()), "cannot write " + d.file("full") + ": No space left on device");
+  }
+  EXPECT_TRUE(std::filesystem::is_symlink(d.file("full")));
 }
 
 }  // namespace cairn

@@ -2,14 +2,20 @@
 // small generated corpus; exit codes and messages for bad input; outputs never half-written.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "cairn/checkpoint.h"
+#include "cairn/io.h"
 #include "test_paths.h"
 #include "test_tmpdir.h"
 #include "util/rng.h"
@@ -39,6 +45,19 @@ static std::string toy_pairs(int n, uint64_t seed) {
     nlohmann::json j = {{"prompt", "Tell me about " + t + " " + std::to_string(i)},
                         {"chosen", std::string(good[r.below(2)]) + " " + t + "."},
                         {"rejected", std::string(bad[r.below(2)]) + " " + t + "."}};
+    s += j.dump() + "\n";
+  }
+  return s;
+}
+
+// toy_pairs with pair i tagged with principles[i % size] (an empty name: no principle).
+static std::string toy_pairs_tagged(int n, uint64_t seed, const std::vector<std::string>& principles) {
+  std::string s;
+  std::istringstream toy(toy_pairs(n, seed));
+  int i = 0;
+  for (std::string line; std::getline(toy, line); ++i) {
+    auto j = nlohmann::json::parse(line);
+    if (const std::string& p = principles[i % principles.size()]; !p.empty()) j["principle"] = p;
     s += j.dump() + "\n";
   }
   return s;
@@ -137,16 +156,7 @@ namespace cairn {
 // "reward", `eval --json` breaks accuracy down by principle.
 TEST(Cli, ConstitutionHeadsAndLengthHeadEndToEnd) {
   TempDir d;
-  std::string pairs;
-  std::istringstream toy(toy_pairs(300, 4));
-  int i = 0;
-  for (std::string line; std::getline(toy, line); ++i) {
-    auto j = nlohmann::json::parse(line);
-    if (i % 3 == 1) j["principle"] = "helpful";
-    if (i % 3 == 2) j["principle"] = "harmless";
-    pairs += j.dump() + "\n";
-  }
-  const std::string train = d.write("train.jsonl", pairs);
+  const std::string train = d.write("train.jsonl", toy_pairs_tagged(300, 4, {"", "helpful", "harmless"}));
   const std::string cons = d.write("constitution.json", R"({"principles": [
       {"name": "helpful", "text": "Choose the more helpful answer.", "weight": 0.6},
       {"name": "harmless", "text": "Choose the less harmful answer.", "weight": 0.4}]})");
@@ -200,6 +210,221 @@ TEST(Cli, ConstitutionHeadsAndLengthHeadEndToEnd) {
                            " --constitution " + bad + " --steps 1 --preset tiny");
   EXPECT_EQ(br.code, 3) << br.out;
   EXPECT_NE(br.out.find("bad.json"), std::string::npos) << br.out;
+}
+
+}  // namespace cairn
+
+namespace cairn {
+
+// What a hostile probe found: failed writes, non-finite weights, an output that is the input, temp
+// files of killed runs, tiny and empty data, empty responses, odd paths. One small trained run
+// (tokenizer and 2 steps) serves every test of the suite.
+class CliEdges : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir;
+    dir_->write("toy.jsonl", toy_pairs(60, 5));
+    CliResult t = cairn_run("tokenizer train --input " + file("toy.jsonl") + " --out " + file("tok.model") + " --vocab-size 400");
+    ASSERT_EQ(t.code, 0) << t.out;
+    CliResult r = cairn_run("train " + train_flags(file("run")) + " --steps 2");
+    ASSERT_EQ(r.code, 0) << r.out;
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static std::string file(const std::string& name) { return dir_->file(name); }
+  static std::string train_flags(const std::string& out, const std::string& train = file("toy.jsonl")) {
+    return "--train " + train + " --out " + out + " --tokenizer " + file("tok.model") +
+           " --preset tiny --d-model 32 --n-layers 1 --d-ff 64 --max-seq-len 64 --batch-pairs 8 --threads 1";
+  }
+  // A copy of the trained run whose model.safetensors has `set` applied to one tensor.
+  static std::string run_with_tensor(const std::string& name, const std::string& tensor, const std::function<void(std::vector<float>&)>& set) {
+    const std::string out = file(name);
+    std::filesystem::copy(file("run"), out, std::filesystem::copy_options::recursive);
+    auto t = safetensors_parse(read_file(out + "/model.safetensors"), "model.safetensors");
+    set(t.at(tensor).data);
+    ParamTable table(read_config(out));
+    std::vector<TensorRef> refs;
+    for (const auto& info : table.tensors()) refs.push_back({info.name, info.shape, t.at(info.name).data.data()});
+    write_file_atomic(out + "/model.safetensors", safetensors_serialize(refs, {{"format", "pt"}}));
+    return out;
+  }
+  static TempDir* dir_;
+};
+TempDir* CliEdges::dir_ = nullptr;
+
+TEST_F(CliEdges, FailedWritesExitOneAndSaySo) {
+  if (!std::filesystem::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
+  TempDir d;
+  // train: metrics.jsonl on a full disk (a link to /dev/full)
+  std::filesystem::create_directories(d.file("run"));
+  std::filesystem::create_symlink("/dev/full", d.file("run/metrics.jsonl"));
+  CliResult tr = cairn_run("train " + train_flags(d.file("run")) + " --steps 2");
+  EXPECT_EQ(tr.code, 1) << tr.out;
+  EXPECT_NE(tr.out.find("cannot write " + d.file("run") + "/metrics.jsonl: No space left on device"), std::string::npos) << tr.out;
+  EXPECT_EQ(tr.out.find("done:"), std::string::npos) << tr.out;
+  // score and pairs: --output on a full disk; the link is written through, not replaced
+  std::filesystem::create_symlink("/dev/full", d.file("full.jsonl"));
+  const std::string in = d.write("in.jsonl", "{\"text\": \"Thank you.\"}\n");
+  CliResult sc = cairn_run("score --model " + file("run") + " --input " + in + " --output " + d.file("full.jsonl"));
+  EXPECT_EQ(sc.code, 1) << sc.out;
+  EXPECT_NE(sc.out.find("cannot write " + d.file("full.jsonl") + ": No space left on device"), std::string::npos) << sc.out;
+  EXPECT_TRUE(std::filesystem::is_symlink(d.file("full.jsonl")));
+  const std::string ae = d.write("ae.jsonl", R"({"instruction": "q", "output_1": "a", "output_2": "b", "preference": 2})" "\n");
+  CliResult pa = cairn_run("pairs --from alpaca-eval --input " + ae + " --output " + d.file("full.jsonl"));
+  EXPECT_EQ(pa.code, 1) << pa.out;
+  EXPECT_NE(pa.out.find("No space left on device"), std::string::npos) << pa.out;
+  // results on stdout count too
+  int code = 0;
+  const std::string out = test::run_capture(std::string(CAIRN_BINARY) + " pairs --json --from alpaca-eval --input " + ae +
+                                                " --output " + d.file("p.jsonl") + " 2>&1 >/dev/full", &code);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("cannot write to stdout: No space left on device"), std::string::npos) << out;
+}
+
+TEST_F(CliEdges, NonFiniteWeightsAreRefusedAndOverflowIsNeverWritten) {
+  const std::string in = dir_->write("in.jsonl", "{\"text\": \"Thank you.\"}\n{\"text\": \"Whatever.\"}\n");
+  // NaN in a tensor: exit 3 naming it
+  const std::string nan_run = run_with_tensor("nan_run", "head.weight", [](std::vector<float>& w) { w[3] = NAN; });
+  CliResult a = cairn_run("score --model " + nan_run + " --input " + in + " --output " + file("o.jsonl"));
+  EXPECT_EQ(a.code, 3) << a.out;
+  EXPECT_NE(a.out.find("tensor \"head.weight\" holds NaN at index 3"), std::string::npos) << a.out;
+  // a head weight beyond float32 in config.json: exit 3 naming the field
+  const std::string big = file("big_weight");
+  std::filesystem::copy(file("run"), big, std::filesystem::copy_options::recursive);
+  auto cfg = nlohmann::json::parse(test::slurp(big + "/config.json"));
+  cfg["head_weights"] = {1e39};
+  dir_->write("big_weight/config.json", cfg.dump());
+  CliResult b = cairn_run("score --model " + big + " --input " + in + " --output " + file("o.jsonl"));
+  EXPECT_EQ(b.code, 3) << b.out;
+  EXPECT_NE(b.out.find("config.json: field \"head_weights\" holds 1e+39"), std::string::npos) << b.out;
+  // finite weights whose forward pass overflows: exit 1 naming the record, and no output at all
+  const std::string huge = run_with_tensor("huge_run", "head.weight", [](std::vector<float>& w) { std::fill(w.begin(), w.end(), 3e38f); });
+  CliResult c = cairn_run("score --model " + huge + " --input " + in + " --output " + file("o.jsonl"));
+  EXPECT_EQ(c.code, 1) << c.out;
+  EXPECT_NE(c.out.find(in + ":1: the reward is not finite"), std::string::npos) << c.out;
+  EXPECT_FALSE(std::filesystem::exists(file("o.jsonl")));
+}
+
+TEST_F(CliEdges, OutputThatIsAnInputOrADirectoryIsRefusedFirst) {
+  TempDir d;
+  const std::string ae = d.write("ae.jsonl", R"({"instruction": "q", "output_1": "a", "output_2": "b", "preference": 2})" "\n");
+  const std::string dotted = d.file("./ae.jsonl");  // another spelling of the same path
+  CliResult p = cairn_run("pairs --from alpaca-eval --input " + ae + " --output " + dotted);
+  EXPECT_EQ(p.code, 2) << p.out;
+  EXPECT_NE(p.out.find("would replace the input"), std::string::npos) << p.out;
+  const std::string in = d.write("in.jsonl", "{\"text\": \"Thank you.\"}\n");
+  std::filesystem::create_hard_link(in, d.file("link.jsonl"));
+  CliResult s = cairn_run("score --model " + file("run") + " --input " + in + " --output " + d.file("link.jsonl"));
+  EXPECT_EQ(s.code, 2) << s.out;
+  CliResult t = cairn_run("tokenizer train --input " + ae + " --out " + dotted);
+  EXPECT_EQ(t.code, 2) << t.out;
+  EXPECT_EQ(test::slurp(ae), R"({"instruction": "q", "output_1": "a", "output_2": "b", "preference": 2})" "\n");
+  EXPECT_EQ(test::slurp(in), "{\"text\": \"Thank you.\"}\n");
+  EXPECT_EQ(std::filesystem::hard_link_count(in), 2u);
+  // a directory as --output fails before any record is read (line 2 is malformed)
+  const std::string bad = d.write("bad.jsonl", "{\"text\": \"fine\"}\n{\"prompt\": \"no response\"}\n");
+  std::filesystem::create_directories(d.file("outdir"));
+  CliResult o = cairn_run("score --model " + file("run") + " --input " + bad + " --output " + d.file("outdir"));
+  EXPECT_EQ(o.code, 1) << o.out;
+  EXPECT_NE(o.out.find("cannot write " + d.file("outdir") + ": Is a directory"), std::string::npos) << o.out;
+}
+
+TEST_F(CliEdges, TrainRemovesTempFilesOfKilledRunsOnly) {
+  const std::string run = file("temps");
+  std::filesystem::copy(file("run"), run, std::filesystem::copy_options::recursive);
+  const std::string live = std::to_string(getpid());  // this process: alive
+  const std::vector<std::string> stale = {"optimizer.safetensors.tmp.999999999.0", "model.safetensors.tmp.999999999.4"};
+  const std::vector<std::string> kept = {"optimizer.safetensors.tmp." + live + ".1", "notes.txt.tmp.999999999.0",
+                                         "config.json.tmp.999999999", "config.json.tmp.x.1"};
+  for (const auto& f : stale) dir_->write("temps/" + f, "torn");
+  for (const auto& f : kept) dir_->write("temps/" + f, "keep");
+  CliResult r = cairn_run("train " + train_flags(run) + " --steps 3 --resume");
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const auto& f : stale) EXPECT_FALSE(std::filesystem::exists(run + "/" + f)) << f;
+  for (const auto& f : kept) EXPECT_TRUE(std::filesystem::exists(run + "/" + f)) << f;
+  EXPECT_NE(r.out.find("removed optimizer.safetensors.tmp.999999999.0"), std::string::npos) << r.out;
+}
+
+TEST_F(CliEdges, TinyDataCapsTheVocabularyOrNamesTheFlag) {
+  TempDir d;
+  const std::string tiny = d.write("tiny.jsonl", R"({"prompt": "hi", "chosen": "hello there", "rejected": "go away"})" "\n");
+  CliResult capped = cairn_run("tokenizer train --input " + tiny + " --out " + d.file("t.model"));
+  EXPECT_EQ(capped.code, 0) << capped.out;
+  EXPECT_NE(capped.out.find("note: the text supports only"), std::string::npos) << capped.out;
+  CliResult asked = cairn_run("tokenizer train --input " + tiny + " --out " + d.file("u.model") + " --vocab-size 8192");
+  EXPECT_EQ(asked.code, 2) << asked.out;
+  EXPECT_NE(asked.out.find("--vocab-size 8192 is more than the text supports"), std::string::npos) << asked.out;
+  EXPECT_FALSE(std::filesystem::exists(d.file("u.model")));
+  CliResult tr = cairn_run("train --train " + tiny + " --out " + d.file("run") + " --steps 1 --preset tiny --d-model 32 --n-layers 1 --threads 1");
+  ASSERT_EQ(tr.code, 0) << tr.out;
+  EXPECT_NE(tr.out.find("note: the training text supports only"), std::string::npos) << tr.out;
+  EXPECT_LT(nlohmann::json::parse(test::slurp(d.file("run/config.json")))["vocab_size"].get<int>(), 8192);
+}
+
+TEST_F(CliEdges, EmptyResponsesAreScoredAndCounted) {
+  TempDir d;
+  const std::string in = d.write("in.jsonl", "{\"prompt\": \"hi\", \"response\": \"\"}\n{\"text\": \"\"}\n");
+  CliResult s = cairn_run("score --model " + file("run") + " --input " + in + " --output " + d.file("o.jsonl"));
+  ASSERT_EQ(s.code, 0) << s.out;
+  std::istringstream o(test::slurp(d.file("o.jsonl")));
+  int n = 0;
+  for (std::string line; std::getline(o, line); ++n) EXPECT_TRUE(nlohmann::json::parse(line)["reward"].is_number()) << line;
+  EXPECT_EQ(n, 2);
+  const std::string pairs = d.write("p.jsonl", toy_pairs(8, 9) + R"({"prompt": "hi", "chosen": "hello", "rejected": ""})" "\n");
+  CliResult e = cairn_run("eval --json --model " + file("run") + " --pairs " + pairs);
+  ASSERT_EQ(e.code, 0) << e.out;
+  CliResult t = cairn_run("train " + train_flags(d.file("run"), pairs) + " --steps 1");
+  ASSERT_EQ(t.code, 0) << t.out;
+  EXPECT_NE(t.out.find(pairs + ": 9 pairs from 9 lines, 1 with an empty response"), std::string::npos) << t.out;
+}
+
+TEST_F(CliEdges, EmptyTrainingDataDirectoryInputAndByteOrderMark) {
+  TempDir d;
+  // an empty training file: exit 3, and the run directory this command created is gone again
+  const std::string empty = d.write("empty.jsonl", "");
+  CliResult a = cairn_run("train --train " + empty + " --out " + d.file("new/run") + " --steps 1");
+  EXPECT_EQ(a.code, 3) << a.out;
+  EXPECT_FALSE(std::filesystem::exists(d.file("new"))) << a.out;
+  CliResult b = cairn_run("train " + train_flags(d.file("run2"), empty) + " --steps 1");
+  EXPECT_EQ(b.code, 3) << b.out;
+  EXPECT_FALSE(std::filesystem::exists(d.file("run2"))) << b.out;
+  // a directory as --input is named as one
+  CliResult c = cairn_run("score --model " + file("run") + " --input " + d.file("") + " --output " + d.file("o.jsonl"));
+  EXPECT_EQ(c.code, 3) << c.out;
+  EXPECT_NE(c.out.find("is a directory"), std::string::npos) << c.out;
+  // a UTF-8 byte-order mark is not copied into the output
+  const std::string bom = d.write("bom.jsonl", "\xEF\xBB\xBF{\"text\": \"fine\"}\n");
+  ASSERT_EQ(cairn_run("score --model " + file("run") + " --input " + bom + " --output " + d.file("b.jsonl")).code, 0);
+  EXPECT_EQ(test::slurp(d.file("b.jsonl")).rfind("{\"text\": \"fine\",\"reward\":", 0), 0u) << test::slurp(d.file("b.jsonl"));
+}
+
+TEST_F(CliEdges, RewardsAreWrittenInTheShortestFormThatReadsBackExactly) {
+  TempDir d;
+  // the same text twice in one batch: appended ("reward" added) and re-serialized ("reward" replaced)
+  const std::string in = d.write("in.jsonl", "{\"text\": \"Thank you.\"}\n{\"text\": \"Thank you.\", \"reward\": 0}\n");
+  ASSERT_EQ(cairn_run("score --model " + file("run") + " --input " + in + " --output " + d.file("o.jsonl")).code, 0);
+  std::istringstream o(test::slurp(d.file("o.jsonl")));
+  std::string l1, l2;
+  std::getline(o, l1), std::getline(o, l2);
+  const std::string t1 = l1.substr(l1.find("\"reward\":") + 9), t2 = l2.substr(l2.find("\"reward\":") + 9);
+  EXPECT_EQ(t1, t2) << l1 << "\n" << l2;
+  // the float32 reward in at most the 9 significant digits a float32 needs (the re-serialized line
+  // carried all 17 of a double, the appended one only 7 before)
+  std::string digits;
+  for (char c : t1.substr(0, t1.find_first_of("eE}")))
+    if (std::isdigit(static_cast<unsigned char>(c))) digits += c;
+  digits.erase(0, digits.find_first_not_of('0'));
+  EXPECT_LE(digits.size(), 9u) << t1;
+}
+
+TEST_F(CliEdges, UnknownPrinciplesAreCountedOnce) {
+  TempDir d;
+  const std::string pairs = toy_pairs_tagged(30, 6, {"honest", "helpful", "helpful"});  // "honest" is no head
+  const std::string cons = d.write("c.json", R"({"principles": [{"name": "helpful"}, {"name": "harmless"}]})");
+  CliResult r = cairn_run("train " + train_flags(d.file("run"), d.write("p.jsonl", pairs)) + " --steps 1 --constitution " + cons);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("warning: 10 pairs name a principle that is not a reward head of this model (e.g. \"honest\""),
+            std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("warning"), r.out.rfind("warning")) << r.out;
 }
 
 }  // namespace cairn

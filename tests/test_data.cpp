@@ -6,6 +6,7 @@
 
 #include "cairn/data.h"
 #include "cairn/errors.h"
+#include "cairn/io.h"
 #include "test_tmpdir.h"
 
 namespace cairn {
@@ -60,7 +61,6 @@ TEST(Data, ConversationalRendering) {
 TEST(Data, BadRecordsNameFileLineAndField) {
   EXPECT_EQ(error_of(R"({"chosen": "a"})"), "f.jsonl:7: missing field \"rejected\"");
   EXPECT_EQ(error_of(R"({"chosen": 3, "rejected": "b"})"), "f.jsonl:7: field \"chosen\" must be a string or a list of messages");
-  EXPECT_EQ(error_of(R"({"prompt": "p", "chosen": "  ", "rejected": "b"})"), "f.jsonl:7: empty response in field \"chosen\"");
   EXPECT_EQ(error_of(R"({"chosen": "a", "rejected": "b", "label": 1.5})"), "f.jsonl:7: field \"label\" must be a probability in [0, 1]");
   EXPECT_EQ(error_of(R"({"chosen": "a", "rejected": "b", "weight": 0})"), "f.jsonl:7: field \"weight\" must be > 0");
   EXPECT_EQ(error_of(R"({"chosen": "a", "rejected": "b", "label": "x"})"), "f.jsonl:7: field \"label\" must be a number");
@@ -69,6 +69,23 @@ TEST(Data, BadRecordsNameFileLineAndField) {
   EXPECT_EQ(error_of(R"([1, 2])"), "f.jsonl:7: expected a JSON object");
   EXPECT_NE(error_of(R"({"chosen": "a", )").find("f.jsonl:7: invalid JSON"), std::string::npos);
   EXPECT_NE(error_of("{\"chosen\": \"\xff\xfe\", \"rejected\": \"b\"}").find("f.jsonl:7: text is not valid UTF-8"), std::string::npos);
+}
+
+TEST(Data, EmptyResponsesAreTextLikeAnyOther) {
+  Pair p = parse(R"({"prompt": "p", "chosen": "  ", "rejected": "b"})");
+  EXPECT_EQ(p.chosen, "\n\nHuman: p\n\nAssistant:   ");
+  EXPECT_EQ(p.chosen_chars, 2);
+  EXPECT_TRUE(p.empty_response);
+  EXPECT_TRUE(parse(R"({"chosen": [{"role": "assistant", "content": ""}], "rejected": "\n\nHuman: q\n\nAssistant:"})").empty_response);
+  EXPECT_FALSE(parse(R"({"prompt": "p", "chosen": "a", "rejected": "b"})").empty_response);
+  TempDir d;
+  ReadStats st;
+  read_pairs(d.write("p.jsonl", R"({"chosen": "a", "rejected": ""})" "\n" R"({"chosen": "a", "rejected": "b"})" "\n"), false, &st);
+  EXPECT_EQ(st.pairs, 2);
+  EXPECT_EQ(st.empty_responses, 1);
+  EXPECT_EQ(render_score_record(parse_json_line(R"({"text": ""})", "s", 1), "s", 1).text, "");
+  EXPECT_EQ(render_score_record(parse_json_line(R"({"prompt": "Q", "response": ""})", "s", 1), "s", 1).text,
+            "\n\nHuman: Q\n\nAssistant: ");
 }
 
 TEST(Data, ReadPairsStopsOrSkipsWithCounts) {
@@ -139,6 +156,39 @@ TEST(Data, OverlongLineIsRejected) {
 }
 
 TEST(Data, MissingFileIsADataError) { EXPECT_THROW(LineReader("/nonexistent/x.jsonl"), DataError); }
+
+TEST(Data, DirectoryIsNamedAsOne) {
+  TempDir d;
+  try {
+    LineReader r(d.file(""));
+    std::string line;
+    r.next(line);
+    FAIL() << "expected a DataError";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()), d.file("") + ": is a directory, not a file");
+  }
+  try {
+    read_file(d.file(""));  // whole-file reads (constitution, --tokenizer) say why too
+    FAIL() << "expected a DataError";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()), d.file("") + ": cannot read: Is a directory");
+  }
+}
+
+TEST(Data, LeadingByteOrderMarkIsDropped) {
+  TempDir d;
+  const std::string bom = "\xEF\xBB\xBF";
+  for (const std::string& f : {d.write("b.jsonl", bom + "{\"a\": 1}\n" + bom + "x\n"), d.write_gz("b.jsonl.gz", bom + "{\"a\": 1}"),
+                               d.write("only.jsonl", bom)}) {
+    LineReader r(f);
+    std::string line;
+    ASSERT_TRUE(r.next(line)) << f;
+    EXPECT_EQ(line, f.find("only") != std::string::npos ? "" : "{\"a\": 1}") << f;
+    if (r.next(line)) {
+      EXPECT_EQ(line, bom + "x") << "only the first line of a file can start with the mark";
+    }
+  }
+}
 
 TEST(Data, ScoreRecords) {
   auto j = parse_json_line(R"({"prompt": "Q", "response": "Ans"})", "s", 1);

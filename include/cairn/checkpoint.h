@@ -56,5 +56,8 @@ void save_checkpoint(const std::string& run_dir, Model& model, AdamW& opt, const
 // ≥ 0, else DataError). Rewrites model.safetensors, config.json and trainer_state.json from it.
 nlohmann::json load_checkpoint(const std::string& run_dir, Model& model, AdamW& opt);
 nlohmann::json read_trainer_state(const std::string& run_dir);
+// Removes the temp files of the run directory's own files left by a killed writer (see
+// remove_stale_temp_files in include/cairn/io.h); returns their names.
+std::vector<std::string> remove_stale_run_temp_files(const std::string& run_dir);
 
 }  // namespace cairn

@@ -20,8 +20,9 @@
 
 namespace cairn {
 
-// Streams the lines of a file, plain or gzip (detected by content), in constant memory.
-// Throws DataError on a corrupt or truncated gzip stream and on lines over max_line_bytes.
+// Streams the lines of a file, plain or gzip (detected by content), in constant memory. A UTF-8
+// byte-order mark at the start of the file is dropped. Throws DataError on a directory, a read
+// error, a corrupt or truncated gzip stream and on lines over max_line_bytes.
 class LineReader {
  public:
   explicit LineReader(const std::string& path, size_t max_line_bytes = size_t(64) << 20);
@@ -35,6 +36,7 @@ class LineReader {
 
  private:
   bool fill();
+  void took_line(std::string& line);
   std::string path_;
   void* gz_ = nullptr;  // gzFile
   std::vector<char> buf_;
@@ -51,10 +53,12 @@ struct Pair {
   float label = 1.0f, margin = 0.0f, weight = 1.0f;
   std::string principle;
   long line = 0;
+  bool empty_response = false;  // a side's response is empty or only whitespace
 };
 
 struct ReadStats {
   long lines = 0, pairs = 0, skipped = 0, blank = 0;
+  long empty_responses = 0;  // pairs with an empty response on one side or both
 };
 
 // Parses one pair record (docs/formats.md#pairs). file/line name the place for errors.

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace cairn {
 
@@ -12,8 +13,16 @@ void write_file_atomic(const std::string& path, std::string_view bytes);
 void copy_file_atomic(const std::string& src, const std::string& dst);
 std::string read_file(const std::string& path);  // DataError when unreadable
 
+// Removes from `dir` the temp files that writers of these target names left behind when killed
+// (<target>.tmp.<pid>.<n>, the writer's pattern, nothing else), unless process <pid> is still alive
+// (this one included). Returns the names removed.
+std::vector<std::string> remove_stale_temp_files(const std::string& dir, const std::vector<std::string>& targets);
+
 // Streaming variant for large outputs (cairn score, cairn pairs): nothing appears at `path` until
 // commit(); destroying an uncommitted writer removes its temp file and leaves `path` untouched.
+// Every write, the flush, fsync, close and rename are checked (std::runtime_error naming `path`).
+// A directory at `path` is refused when the writer is made; an existing target that is not a regular
+// file (/dev/null, /dev/stdout, a FIFO) is written in place, since there is no file to replace.
 class AtomicWriter {
  public:
   explicit AtomicWriter(const std::string& path);

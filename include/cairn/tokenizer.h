@@ -47,14 +47,19 @@ std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path);
 // The tokenizer of a run directory: tokenizer.json (byte-level BPE) if present, else tokenizer.model.
 std::unique_ptr<Tokenizer> load_run_tokenizer(const std::string& run_dir);
 
-// Trains a SentencePiece model (type "bpe" or "unigram") on the rendered texts of pair files and
-// writes it atomically to model_out. Ids: pad 0, bos 1, eos 2, unk 3; byte fallback on, so no text is
-// unknown. Deterministic for the same inputs. At most max_sentences lines (paragraphs) are sampled.
 // A paragraph as the tokenizer trainer sees it: long whitespace-free runs broken with spaces, long
 // paragraphs split into several lines, at UTF-8 character boundaries (see tokenizer.cpp).
 std::vector<std::string> tokenizer_training_lines(const std::string& paragraph);
 
-void train_tokenizer(const std::vector<std::string>& pair_files, const std::string& model_out, int vocab_size,
-                     const std::string& type = "bpe", long max_sentences = 300000);
+constexpr long kTokenizerMaxSentences = 300000;  // the default of `tokenizer train --max-sentences`
+
+// Trains a SentencePiece model (type "bpe" or "unigram") on the rendered texts of pair files and
+// writes it atomically to model_out. Ids: pad 0, bos 1, eos 2, unk 3; byte fallback on, so no text is
+// unknown. Deterministic for the same inputs. At most max_sentences lines (paragraphs) are sampled.
+// Returns the piece count of the model written: vocab_size, or fewer when the text has fewer distinct
+// pieces and cap_vocab is set (without cap_vocab that is a UsageError naming --vocab-size).
+int train_tokenizer(const std::vector<std::string>& pair_files, const std::string& model_out, int vocab_size,
+                    const std::string& type = "bpe", long max_sentences = kTokenizerMaxSentences,
+                    bool cap_vocab = false);
 
 }  // namespace cairn

@@ -6,7 +6,6 @@
 // when causal; backward 2.5× forward. Memory: the extra bytes each implementation allocates.
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -15,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cairn/errors.h"
+#include "cairn/io.h"
 #include "cli/command.h"
 #include "bench/probes/probes.h"
 #include "cairn/backend.h"
@@ -233,7 +233,7 @@ int run_cuda(const cxxopts::ParseResult& a, bool as_json) {
   if (a.count("plot")) {
     const std::string svg = svg_plot(rows, backward ? "fwd_bwd_ms" : "fwd_ms",
                                      std::string("cairn attention (GPU), ") + (backward ? "forward+backward" : "forward") + (causal ? ", causal" : ""));
-    std::ofstream(a["plot"].as<std::string>()) << svg;
+    write_file_atomic(a["plot"].as<std::string>(), svg);
   }
   if (as_json) std::cout << j.dump() << "\n";
   if (!all_ok) std::fprintf(stderr, "error: an implementation disagrees with the reference (see err columns)\n");
@@ -366,7 +366,7 @@ int run(int argc, char** argv) {
   if (a.count("plot")) {
     const std::string svg = svg_plot(rows, backward ? "fwd_bwd_ms" : "fwd_ms",
                                      std::string("cairn attention, ") + (backward ? "forward+backward" : "forward") + (causal ? ", causal" : ""));
-    std::ofstream(a["plot"].as<std::string>()) << svg;
+    write_file_atomic(a["plot"].as<std::string>(), svg);
   }
   if (as_json) std::cout << j.dump() << "\n";
   if (!all_ok) std::fprintf(stderr, "error: an implementation disagrees with the reference (see max rel err)\n");

@@ -46,8 +46,9 @@ Calibration compares sigma(r_chosen - r_rejected) with the labels: ECE over 10 b
   const ChatTemplate chat = ChatTemplate::by_name(cfg.chat_template, cfg.chat_system);
   std::vector<Pair> raw = read_pairs(path, a.count("skip-bad") > 0, &rs, chat);
   if (raw.empty()) throw DataError(path, 0, "no pairs");
-  TruncationStats trunc;
+  TokenizeStats trunc;
   std::vector<TokenizedPair> pairs = tokenize_pairs(raw, *run.tokenizer, cfg, &trunc, a["threads"].as<int>());
+  report_tokenize(trunc, cfg);
   const double t0 = now_seconds();
   BTObjective obj(*run.model);
   PairScores s = score_pairs(obj, cfg, pairs, a["batch-pairs"].as<int>());

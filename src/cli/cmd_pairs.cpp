@@ -1,13 +1,16 @@
 // `cairn pairs`: converts upstream preference data to cairn pair JSONL (see src/data/converters.h).
 // The output appears atomically when the whole input converted; a bad line leaves no output file.
 #include <cstdio>
+#include <functional>
 #include <iostream>
+#include <map>
 
 #include <cxxopts.hpp>
 
 #include "cairn/errors.h"
 #include "cairn/io.h"
 #include "cli/command.h"
+#include "cli/common.h"
 #include "data/converters.h"
 
 namespace cairn::cli {
@@ -39,12 +42,15 @@ Formats (one JSON object per line):
   for (const char* k : {"from", "input", "output"})
     if (!a.count(k)) throw UsageError(std::string("--") + k + " is required");
   const std::string from = a["from"].as<std::string>(), in = a["input"].as<std::string>();
-  ConvertResult r;
-  if (from == "alpaca-eval") r = convert_alpaca_eval(in);
-  else if (from == "cai") r = convert_cai(in);
-  else if (from == "judgments") r = convert_judgments(in, a["disagreement"].as<std::string>());
-  else throw UsageError("--from must be alpaca-eval, cai or judgments");
-  AtomicWriter w(a["output"].as<std::string>());
+  const std::map<std::string, std::function<ConvertResult()>> converters = {
+      {"alpaca-eval", [&] { return convert_alpaca_eval(in); }},
+      {"cai", [&] { return convert_cai(in); }},
+      {"judgments", [&] { return convert_judgments(in, a["disagreement"].as<std::string>()); }}};
+  const auto convert = converters.find(from);
+  if (convert == converters.end()) throw UsageError("--from must be alpaca-eval, cai or judgments");
+  check_output_not_input(a["output"].as<std::string>(), {in});
+  AtomicWriter w(a["output"].as<std::string>());  // a bad --output fails before the conversion
+  const ConvertResult r = convert->second();
   for (const auto& p : r.pairs) w.write(p.dump() + "\n");
   w.commit();
   std::fprintf(stderr, "%s\n", r.summary.c_str());

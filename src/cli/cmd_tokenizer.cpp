@@ -7,6 +7,7 @@
 #include "cairn/errors.h"
 #include "cairn/tokenizer.h"
 #include "cli/command.h"
+#include "cli/common.h"
 #include "util/timing.h"
 
 namespace cairn::cli {
@@ -19,7 +20,7 @@ int run(int argc, char** argv) {
     ("out", "output .model file", cxxopts::value<std::string>())
     ("vocab-size", "vocabulary size", cxxopts::value<int>()->default_value("8192"))
     ("type", "bpe | unigram", cxxopts::value<std::string>()->default_value("bpe"))
-    ("max-sentences", "paragraphs sampled for training", cxxopts::value<long>()->default_value("300000"))
+    ("max-sentences", "paragraphs sampled for training", cxxopts::value<long>()->default_value(std::to_string(kTokenizerMaxSentences)))
     ("h,help", "show this help");
   auto a = o.parse(argc, argv);
   if (a.count("help")) {
@@ -27,11 +28,17 @@ int run(int argc, char** argv) {
     return 0;
   }
   if (!a.count("input") || !a.count("out")) throw UsageError("--input and --out are required");
+  const auto inputs = a["input"].as<std::vector<std::string>>();
+  const std::string out = a["out"].as<std::string>();
+  check_output_not_input(out, inputs);
+  const int asked = a["vocab-size"].as<int>();
   const double t0 = now_seconds();
-  train_tokenizer(a["input"].as<std::vector<std::string>>(), a["out"].as<std::string>(), a["vocab-size"].as<int>(),
-                  a["type"].as<std::string>(), a["max-sentences"].as<long>());
-  std::fprintf(stderr, "tokenizer: %s (%s, vocab %d) in %.1fs\n", a["out"].as<std::string>().c_str(),
-               a["type"].as<std::string>().c_str(), a["vocab-size"].as<int>(), now_seconds() - t0);
+  // Without an explicit --vocab-size, the default is capped to what the text supports.
+  const int vocab = train_tokenizer(inputs, out, asked, a["type"].as<std::string>(), a["max-sentences"].as<long>(),
+                                    a.count("vocab-size") == 0);
+  if (vocab < asked) std::fprintf(stderr, "note: the text supports only %d pieces (default --vocab-size %d)\n", vocab, asked);
+  std::fprintf(stderr, "tokenizer: %s (%s, vocab %d) in %.1fs\n", out.c_str(), a["type"].as<std::string>().c_str(), vocab,
+               now_seconds() - t0);
   return 0;
 }
 

@@ -149,7 +149,20 @@ int run(int argc, char** argv) {
     ModelConfig probe;
     apply_constitution(a, &probe);
   }
+  // A run directory this command creates is removed again when setting up fails (bad or empty data,
+  // tokenizer training): only a run that starts training leaves a directory behind.
+  fs::path created;  // the topmost directory of `out` that does not exist yet
+  for (fs::path p = fs::absolute(out); !fs::exists(p) && p != p.parent_path(); p = p.parent_path()) created = p;
+  struct RemoveOnFailure {
+    fs::path dir;
+    ~RemoveOnFailure() {
+      std::error_code ec;
+      if (!dir.empty()) fs::remove_all(dir, ec);
+    }
+  } setup_guard{created};
   fs::create_directories(out);
+  for (const std::string& f : remove_stale_run_temp_files(out))
+    std::fprintf(stderr, "removed %s, a temp file left in %s by a killed run\n", f.c_str(), out.c_str());
 
   // ---- model config and tokenizer: resumed, imported (--init), or from flags ----
   const std::string train_path = a["train"].as<std::string>();
@@ -195,8 +208,12 @@ int run(int argc, char** argv) {
     if (a.count("tokenizer")) {
       copy_file_atomic(a["tokenizer"].as<std::string>(), tok_path);
     } else if (!fs::exists(tok_path)) {
-      std::fprintf(stderr, "training a tokenizer (vocab %d) on %s\n", a["vocab-size"].as<int>(), train_path.c_str());
-      train_tokenizer({train_path}, tok_path, a["vocab-size"].as<int>(), "bpe");
+      const int asked = a["vocab-size"].as<int>();
+      std::fprintf(stderr, "training a tokenizer (vocab %d) on %s\n", asked, train_path.c_str());
+      const int vocab = train_tokenizer({train_path}, tok_path, asked, "bpe", kTokenizerMaxSentences, true);
+      if (vocab < asked)
+        std::fprintf(stderr, "note: the training text supports only %d pieces; the tokenizer has that many instead of --vocab-size %d\n",
+                     vocab, asked);
     }
     tok_ptr = load_sentencepiece(tok_path);
     cfg = model_config_from_flags(a, *tok_ptr);
@@ -226,7 +243,7 @@ int run(int argc, char** argv) {
     valid_raw = sample_over_prompts(std::move(valid_raw), a["valid-max-pairs"].as<long>(), &valid_prompts);
   }
   if (train_raw.empty()) throw DataError(train_path, 0, "no usable pairs");
-  TruncationStats trunc;
+  TokenizeStats trunc;
   const int threads = a["threads"].as<int>();
   std::vector<TokenizedPair> train = tokenize_pairs(train_raw, tok, cfg, &trunc, threads);
   std::vector<TokenizedPair> valid = tokenize_pairs(valid_raw, tok, cfg, &trunc, threads);
@@ -237,7 +254,7 @@ int run(int argc, char** argv) {
       std::fprintf(stderr, "validation: a fixed sample of %zu of %zu pairs, spread over %zu prompts (--valid-max-pairs)\n",
                    valid.size(), valid_all, valid_prompts);
   }
-  report_truncation(trunc, cfg.max_seq_len);
+  report_tokenize(trunc, cfg);
 
   // ---- settings: flags, or on --resume the saved values unless a flag overrides them ----
   TrainSettings ts = resolve_settings(a, out, resume, train.size());
@@ -269,6 +286,7 @@ int run(int argc, char** argv) {
                ts.total_steps, ts.batch_pairs, static_cast<double>(ts.total_steps) / steps_per_epoch, ts.optim.lr,
                ts.optim.warmup);
 
+  setup_guard.dir.clear();  // training starts: the run directory stays, whatever happens next
   if (trainer.run(enter_graceful_interrupts()) == Trainer::Outcome::Interrupted) {
     std::fprintf(stderr, "interrupted at step %d/%d: checkpoint saved in %s (resume with --resume)\n",
                  trainer.progress().step, ts.total_steps, out.c_str());

@@ -1,8 +1,10 @@
 // Shared subcommand helpers, see common.h.
 #include "cli/common.h"
 
+#include <cfloat>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 
 #include <nlohmann/json.hpp>
@@ -76,7 +78,7 @@ void apply_constitution(const cxxopts::ParseResult& a, ModelConfig* cfg) {
     if (!p.is_object() || !p.contains("name") || !p["name"].is_string() || p["name"].get<std::string>().empty())
       throw DataError(path, 0, where + " needs a non-empty string \"name\"");
     const double w = p.contains("weight") ? (p["weight"].is_number() ? p["weight"].get<double>() : -1.0) : 1.0;
-    if (!(w >= 0)) throw DataError(path, 0, where + ": \"weight\" must be a number ≥ 0");
+    if (!(w >= 0 && w <= FLT_MAX)) throw DataError(path, 0, where + ": \"weight\" must be a finite number ≥ 0");
     for (const auto& n : cfg->head_names)
       if (n == p["name"]) throw DataError(path, 0, where + ": duplicate principle \"" + n + "\"");
     cfg->head_names.push_back(p["name"].get<std::string>());
@@ -85,8 +87,16 @@ void apply_constitution(const cxxopts::ParseResult& a, ModelConfig* cfg) {
   cfg->n_heads_out = static_cast<int>(cfg->head_names.size());
 }
 
+void check_output_not_input(const std::string& output, const std::vector<std::string>& inputs) {
+  for (const std::string& in : inputs) {
+    std::error_code ec;  // a missing file is no clash
+    if (std::filesystem::equivalent(in, output, ec))
+      throw UsageError("the output " + output + " is the input " + in + ": writing it would replace the input");
+  }
+}
+
 std::vector<TokenizedPair> tokenize_pairs(const std::vector<Pair>& pairs, const Tokenizer& tok, const ModelConfig& cfg,
-                                          TruncationStats* trunc, int threads) {
+                                          TokenizeStats* stats, int threads) {
   std::map<std::string, int> head_of;
   for (int h = 0; h < cfg.n_heads_out; ++h) head_of[cfg.head_names[h]] = h;
   std::vector<TokenizedPair> out(pairs.size());
@@ -104,7 +114,13 @@ std::vector<TokenizedPair> tokenize_pairs(const std::vector<Pair>& pairs, const 
     auto h = head_of.find(p.principle);
     t.head = (cfg.n_heads_out > 1 && h != head_of.end()) ? h->second : -1;
   }
-  if (trunc) trunc->sequences += 2 * static_cast<long>(pairs.size()), trunc->truncated += cut;
+  if (!stats) return out;
+  stats->sequences += 2 * static_cast<long>(pairs.size()), stats->truncated += cut;
+  if (cfg.n_heads_out > 1)
+    for (const Pair& p : pairs)
+      if (!p.principle.empty() && !head_of.count(p.principle)) {
+        if (stats->unknown_principle++ == 0) stats->unknown_example = p.principle;
+      }
   return out;
 }
 
@@ -112,13 +128,20 @@ void report_data(const std::string& path, const ReadStats& st, size_t usable) {
   std::fprintf(stderr, "%s: %zu pairs from %ld lines", path.c_str(), usable, st.lines);
   if (st.skipped) std::fprintf(stderr, ", %ld malformed lines skipped", st.skipped);
   if (st.blank) std::fprintf(stderr, ", %ld blank", st.blank);
+  if (st.empty_responses) std::fprintf(stderr, ", %ld with an empty response", st.empty_responses);
   std::fprintf(stderr, "\n");
 }
 
-void report_truncation(const TruncationStats& t, int max_seq_len) {
-  if (t.truncated == 0) return;
-  std::fprintf(stderr, "note: %ld of %ld sequences (%.1f%%) were longer than max_seq_len %d and were truncated from the left (their ends kept)\n",
-               t.truncated, t.sequences, 100.0 * t.truncated / std::max(1L, t.sequences), max_seq_len);
+void report_tokenize(const TokenizeStats& t, const ModelConfig& cfg) {
+  if (t.truncated)
+    std::fprintf(stderr, "note: %ld of %ld sequences (%.1f%%) were longer than max_seq_len %d and were truncated from the left (their ends kept)\n",
+                 t.truncated, t.sequences, 100.0 * t.truncated / std::max(1L, t.sequences), cfg.max_seq_len);
+  if (t.unknown_principle) {
+    std::string heads;
+    for (const auto& n : cfg.head_names) heads += (heads.empty() ? "" : ", ") + n;
+    std::fprintf(stderr, "warning: %ld pairs name a principle that is not a reward head of this model (e.g. \"%s\"; heads: %s); they use the composite reward\n",
+                 t.unknown_principle, t.unknown_example.c_str(), heads.c_str());
+  }
 }
 
 }  // namespace cairn::cli

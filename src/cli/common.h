@@ -24,15 +24,22 @@ ModelConfig model_config_from_flags(const cxxopts::ParseResult& a, const Tokeniz
 // --constitution FILE: {"principles": [{"name", "text", "weight"}]} → one reward head per principle.
 void apply_constitution(const cxxopts::ParseResult& a, ModelConfig* cfg);
 
-struct TruncationStats {
+// --output (or --out) must not name one of the inputs: compared as files (device and inode), so a
+// hard link or another spelling of the same path counts. UsageError, before anything is read.
+void check_output_not_input(const std::string& output, const std::vector<std::string>& inputs);
+
+struct TokenizeStats {
   long sequences = 0, truncated = 0;
+  long unknown_principle = 0;  // pairs whose principle names no head of a multi-head model
+  std::string unknown_example;
 };
 // Tokenizes both sides of every pair on `threads` threads (≤ 0: all cores); a pair's principle
 // selects its head (none or unknown: composite).
 std::vector<TokenizedPair> tokenize_pairs(const std::vector<Pair>& pairs, const Tokenizer& tok, const ModelConfig& cfg,
-                                          TruncationStats* trunc, int threads = 0);
+                                          TokenizeStats* stats, int threads = 0);
 
 void report_data(const std::string& path, const ReadStats& st, size_t usable);
-void report_truncation(const TruncationStats& t, int max_seq_len);
+// The truncation note and the unknown-principle warning (one line each, only when they apply).
+void report_tokenize(const TokenizeStats& t, const ModelConfig& cfg);
 
 }  // namespace cairn::cli

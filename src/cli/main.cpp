@@ -1,10 +1,13 @@
 // cairn entry point: finds the subcommand (one or two words) and runs it, mapping errors to exit codes.
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <iostream>
+#include <stdexcept>
 #include <string>
 
 #include <cxxopts.hpp>
@@ -69,7 +72,12 @@ int main(int argc, char** argv) {
   args.push_back(prog.data());
   for (int i = 1 + consumed; i < argc; ++i) args.push_back(argv[i]);
   try {
-    return found->run(static_cast<int>(args.size()), args.data());
+    const int code = found->run(static_cast<int>(args.size()), args.data());
+    // The results on stdout (eval's table or JSON, bench tables, pairs --json) count as output too.
+    std::cout.flush();
+    if (std::fflush(stdout) != 0 || std::ferror(stdout) || !std::cout)
+      throw std::runtime_error(std::string("cannot write to stdout: ") + std::strerror(errno));
+    return code;
   } catch (const cairn::DataError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 3;

@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <cstring>
+#include <filesystem>
 
 #include "cairn/data.h"
 #include "cairn/errors.h"
@@ -11,6 +12,8 @@ namespace cairn {
 
 LineReader::LineReader(const std::string& path, size_t max_line_bytes)
     : path_(path), buf_(1 << 20), max_line_(max_line_bytes) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw DataError(path, 0, "is a directory, not a file");
   gzFile f = gzopen(path.c_str(), "rb");
   if (!f) throw DataError(path, 0, std::string("cannot open: ") + std::strerror(errno));
   gzbuffer(f, 1 << 17);
@@ -35,21 +38,22 @@ bool LineReader::fill() {
   }
   gzFile f = static_cast<gzFile>(gz_);
   const int n = gzread(f, buf_.data() + end_, static_cast<unsigned>(buf_.size() - end_));
-  if (n < 0) {
+  if (n <= 0) {
     int err = 0;
     const char* msg = gzerror(f, &err);
-    throw DataError(path_, line_no_ + 1, std::string("corrupt or truncated gzip data: ") + msg);
-  }
-  if (n == 0) {
-    int err = 0;
-    const char* msg = gzerror(f, &err);
-    if (err != Z_OK && err != Z_STREAM_END)
-      throw DataError(path_, line_no_ + 1, std::string("corrupt or truncated gzip data: ") + msg);
+    if (n < 0 || (err != Z_OK && err != Z_STREAM_END))
+      throw DataError(path_, line_no_ + 1,
+                      std::string(err == Z_ERRNO ? "read error: " : "corrupt or truncated gzip data: ") + msg);
     eof_ = true;
     return false;
   }
   end_ += static_cast<size_t>(n);
   return true;
+}
+
+// Counts the line; a UTF-8 byte-order mark that starts the file is not part of the first line.
+void LineReader::took_line(std::string& line) {
+  if (++line_no_ == 1 && line.compare(0, 3, "\xEF\xBB\xBF") == 0) line.erase(0, 3);
 }
 
 bool LineReader::next(std::string& line) {
@@ -62,7 +66,7 @@ bool LineReader::next(std::string& line) {
         throw DataError(path_, line_no_ + 1, "line longer than " + std::to_string(max_line_ >> 20) + " MiB");
       line.assign(start, len && start[len - 1] == '\r' ? len - 1 : len);
       pos_ += len + 1;
-      ++line_no_;
+      took_line(line);
       return true;
     }
     if (!fill()) {
@@ -70,7 +74,7 @@ bool LineReader::next(std::string& line) {
         line.assign(buf_.data() + pos_, end_ - pos_);
         if (!line.empty() && line.back() == '\r') line.pop_back();
         pos_ = end_;
-        ++line_no_;
+        took_line(line);
         return true;
       }
       return false;

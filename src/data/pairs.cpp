@@ -33,6 +33,7 @@ bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std:
 struct Side {
   std::string text;
   int64_t response_chars = 0;
+  bool empty = false;  // the response part is empty or only whitespace (scored like any text)
 };
 
 // The messages of a list (roles checked; "human" is an alias of "user").
@@ -101,7 +102,7 @@ Side render_side(const nlohmann::json& j, const char* field, const std::string& 
   } else {
     fail(file, line, std::string("field \"") + field + "\" must be a string or a list of messages");
   }
-  if (blank(response_part)) fail(file, line, std::string("empty response in field \"") + field + "\"");
+  s.empty = blank(response_part);
   if (!tmpl.plain()) s.text = tmpl.render(conv);
   s.response_chars = utf8_length(response_part);
   return s;
@@ -147,6 +148,7 @@ Pair parse_pair(const nlohmann::json& j, const std::string& file, long line, con
   Side c = render_side(j, "chosen", file, line, tmpl), r = render_side(j, "rejected", file, line, tmpl);
   p.chosen = std::move(c.text), p.chosen_chars = c.response_chars;
   p.rejected = std::move(r.text), p.rejected_chars = r.response_chars;
+  p.empty_response = c.empty || r.empty;
   const double label = number(j, "label", 1.0, file, line);
   if (label < 0 || label > 1) fail(file, line, "field \"label\" must be a probability in [0, 1]");
   const double weight = number(j, "weight", 1.0, file, line);
@@ -178,6 +180,7 @@ std::vector<Pair> read_pairs(const std::string& path, bool skip_bad, ReadStats* 
     try {
       out.push_back(parse_pair(parse_json_line(line, path, in.line_number()), path, in.line_number(), tmpl));
       ++st.pairs;
+      st.empty_responses += out.back().empty_response;
     } catch (const DataError& e) {
       if (!skip_bad) throw;
       if (st.skipped < 5) std::fprintf(stderr, "skipping %s\n", e.what());
@@ -192,7 +195,6 @@ ScoreText render_score_record(const nlohmann::json& j, const std::string& file, 
   if (auto t = j.find("text"); t != j.end() && !t->is_null()) {
     if (!t->is_string()) fail(file, line, "field \"text\" must be a string");
     s.text = t->get<std::string>();
-    if (blank(s.text)) fail(file, line, "empty field \"text\"");
     s.response_chars = utf8_length(s.text);
     if (!tmpl.plain()) s.text = tmpl.render(parse_transcript(s.text));
     return s;

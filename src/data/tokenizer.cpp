@@ -4,6 +4,8 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <unordered_set>
@@ -153,8 +155,8 @@ std::vector<std::string> tokenizer_training_lines(const std::string& paragraph) 
   return out;
 }
 
-void train_tokenizer(const std::vector<std::string>& files, const std::string& model_out, int vocab_size,
-                     const std::string& type, long max_sentences) {
+int train_tokenizer(const std::vector<std::string>& files, const std::string& model_out, int vocab_size,
+                    const std::string& type, long max_sentences, bool cap_vocab) {
   if (type != "bpe" && type != "unigram") throw UsageError("tokenizer type must be bpe or unigram");
   if (vocab_size < 260) throw UsageError("--vocab-size must be ≥ 260 (256 byte pieces + specials)");
   const fs::path tmpdir = fs::temp_directory_path() / ("cairn-spm-" + std::to_string(getpid()));
@@ -194,6 +196,8 @@ void train_tokenizer(const std::vector<std::string>& files, const std::string& m
   {
     std::ofstream out(corpus);
     for (const auto& l : lines) out << l << '\n';
+    out.close();
+    if (!out) throw std::runtime_error("cannot write the tokenizer corpus " + corpus.string() + ": " + std::strerror(errno));
   }
   const fs::path prefix = tmpdir / "spm";
   sentencepiece::SetRandomGeneratorSeed(1);
@@ -202,9 +206,20 @@ void train_tokenizer(const std::vector<std::string>& files, const std::string& m
                            " --pad_id=0 --bos_id=1 --eos_id=2 --unk_id=3 --byte_fallback=true"
                            " --character_coverage=0.9995 --max_sentence_length=65536 --num_threads=2"
                            " --minloglevel=2 --shuffle_input_sentence=false --train_extremely_large_corpus=false";
-  const auto st = sentencepiece::SentencePieceTrainer::Train(args);
+  auto st = sentencepiece::SentencePieceTrainer::Train(args);
+  if (!st.ok() && st.ToString().find("Vocabulary size too high") != std::string::npos)
+    st = sentencepiece::SentencePieceTrainer::Train(args + " --hard_vocab_limit=false");  // all the pieces the text has
+  if (!st.ok() && st.ToString().find("smaller than required_chars") != std::string::npos)
+    throw UsageError("--vocab-size " + std::to_string(vocab_size) +
+                     " is too small: the text has more distinct characters than that; raise --vocab-size");
   if (!st.ok()) throw std::runtime_error("tokenizer training failed: " + st.ToString());
-  copy_file_atomic(prefix.string() + ".model", model_out);
+  const std::string model = prefix.string() + ".model";
+  const int pieces = load_sentencepiece(model)->vocab_size();
+  if (pieces < vocab_size && !cap_vocab)
+    throw UsageError("--vocab-size " + std::to_string(vocab_size) + " is more than the text supports (at most " +
+                     std::to_string(pieces) + " pieces): lower --vocab-size or add text");
+  copy_file_atomic(model, model_out);
+  return pieces;
 }
 
 }  // namespace cairn

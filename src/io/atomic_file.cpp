@@ -1,9 +1,13 @@
 // Atomic file writing, see include/cairn/io.h.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
@@ -20,9 +24,23 @@ std::runtime_error io_error(const std::string& what, const std::string& path) {
   return std::runtime_error(what + " " + path + ": " + std::strerror(errno));
 }
 
+// <target>.tmp.<pid>.<counter>; remove_stale_temp_files recognises exactly this pattern.
 std::string temp_name(const std::string& path) {
   static std::atomic<unsigned> counter{0};  // unique per writer, also across threads
   return path + ".tmp." + std::to_string(getpid()) + "." + std::to_string(counter++);
+}
+
+// The writer's pid when `file` is a temp name of `target` (<target>.tmp.<pid>.<counter>), else −1.
+long temp_file_pid(const std::string& file, const std::string& target) {
+  const std::string prefix = target + ".tmp.";
+  if (file.compare(0, prefix.size(), prefix) != 0) return -1;
+  const std::string rest = file.substr(prefix.size());
+  const size_t dot = rest.find('.');
+  auto decimal = [](const std::string& s) {
+    return !s.empty() && s.size() <= 9 && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
+  };
+  if (dot == std::string::npos || !decimal(rest.substr(0, dot)) || !decimal(rest.substr(dot + 1))) return -1;
+  return std::stol(rest.substr(0, dot));
 }
 
 void fsync_dir(const std::string& path) {
@@ -35,20 +53,24 @@ void fsync_dir(const std::string& path) {
   }
 }
 
+// Flushes and closes f; a temp file (tmp non-empty) is fsync'd and renamed onto path. On failure the
+// temp file is removed and path is left as it was. Errors name the target, not the temp file.
 void finish(std::FILE* f, const std::string& tmp, const std::string& path) {
-  if (std::fflush(f) != 0 || ::fsync(fileno(f)) != 0) {
+  auto fail = [&](const char* what, const std::string& p) {
+    const int e = errno;
+    if (!tmp.empty()) ::unlink(tmp.c_str());
+    errno = e;
+    return io_error(what, p);
+  };
+  if (std::fflush(f) != 0 || (!tmp.empty() && ::fsync(fileno(f)) != 0)) {
+    const int e = errno;
     std::fclose(f);
-    ::unlink(tmp.c_str());
-    throw io_error("cannot write", tmp);
+    errno = e;
+    throw fail("cannot write", path);
   }
-  if (std::fclose(f) != 0) {
-    ::unlink(tmp.c_str());
-    throw io_error("cannot write", tmp);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    throw io_error("cannot rename onto", path);
-  }
+  if (std::fclose(f) != 0) throw fail("cannot write", path);
+  if (tmp.empty()) return;
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw fail("cannot rename onto", path);
   fsync_dir(path);
 }
 
@@ -68,14 +90,46 @@ std::string read_file(const std::string& path) {
   size_t n;
   while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
   const bool err = std::ferror(f);
+  const int e = errno;
   std::fclose(f);
-  if (err) throw DataError(path, 0, "read error");
+  if (err) throw DataError(path, 0, std::string("cannot read: ") + std::strerror(e));
   return s;
+}
+
+std::vector<std::string> remove_stale_temp_files(const std::string& dir, const std::vector<std::string>& targets) {
+  std::vector<fs::path> stale;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string file = e.path().filename().string();
+    for (const std::string& t : targets) {
+      const long pid = temp_file_pid(file, t);
+      // a live writer (this process, or any other that still exists) keeps its temp file
+      if (pid <= 0 || pid == getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+      if (e.is_regular_file(ec)) stale.push_back(e.path());
+    }
+  }
+  std::vector<std::string> removed;
+  for (const fs::path& p : stale)
+    if (fs::remove(p, ec)) removed.push_back(p.filename().string());
+  return removed;
 }
 
 void copy_file_atomic(const std::string& src, const std::string& dst) { write_file_atomic(dst, read_file(src)); }
 
-AtomicWriter::AtomicWriter(const std::string& path) : path_(path), tmp_(temp_name(path)) {
+AtomicWriter::AtomicWriter(const std::string& path) : path_(path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    if (S_ISDIR(st.st_mode)) {
+      errno = EISDIR;
+      throw io_error("cannot write", path);
+    }
+    // A device, FIFO or socket (/dev/null, /dev/stdout, a pipe): there is no file to replace, so it is
+    // written in place. Renaming a temp file over it would replace the device node itself.
+    f_ = std::fopen(path.c_str(), "wb");
+    if (!f_) throw io_error("cannot open", path);
+    return;
+  }
+  tmp_ = temp_name(path);
   f_ = std::fopen(tmp_.c_str(), "wb");
   if (!f_) throw io_error("cannot create", tmp_);
 }
@@ -83,13 +137,14 @@ AtomicWriter::AtomicWriter(const std::string& path) : path_(path), tmp_(temp_nam
 AtomicWriter::~AtomicWriter() {
   if (f_) {
     std::fclose(f_);
-    ::unlink(tmp_.c_str());
+    if (!tmp_.empty()) ::unlink(tmp_.c_str());
   }
 }
 
 void AtomicWriter::write(std::string_view bytes) {
   if (!f_) throw std::logic_error("AtomicWriter: write after commit");
-  if (std::fwrite(bytes.data(), 1, bytes.size(), f_) != bytes.size()) throw io_error("cannot write", tmp_);
+  if (std::fwrite(bytes.data(), 1, bytes.size(), f_) != bytes.size())
+    throw io_error("cannot write", path_);
 }
 
 void AtomicWriter::commit() {

@@ -1,5 +1,9 @@
 // The run directory (docs/run-directory.md): config.json, model.safetensors, optimizer.safetensors,
 // trainer_state.json. See include/cairn/checkpoint.h for the commit protocol.
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -50,11 +54,17 @@ void check_shapes(const std::map<std::string, LoadedTensor>& loaded, const Param
 }
 
 // Copies every tensor of the table (under prefix) out of `loaded` into dst (shapes checked first).
+// A NaN or infinity in any of them is a DataError naming the tensor: such weights only produce
+// non-finite rewards (and losses).
 void fill_from(const std::map<std::string, LoadedTensor>& loaded, const ParamTable& t, const std::string& prefix,
                float* dst, const std::string& path) {
   check_shapes(loaded, t, prefix, path);
   for (const auto& p : t.tensors()) {
     const auto& d = loaded.at(prefix + p.name).data;
+    const auto bad = std::find_if(d.begin(), d.end(), [](float x) { return !std::isfinite(x); });
+    if (bad != d.end())
+      throw DataError(path, 0, "tensor \"" + prefix + p.name + "\" holds " + (std::isnan(*bad) ? "NaN" : "an infinity") +
+                                   " at index " + std::to_string(bad - d.begin()));
     std::copy(d.begin(), d.end(), dst + p.offset);
   }
 }
@@ -106,12 +116,20 @@ ModelConfig config_from_json(const nlohmann::json& j, const std::string& path) {
   } catch (const nlohmann::json::exception&) {
     throw DataError(path, 0, "arch and chat_template must be strings, n_kv_heads an integer, rope_theta and norm_eps numbers");
   }
+  std::vector<double> weights;
   try {
     c.head_names = j.value("head_names", std::vector<std::string>{"reward"});
-    c.head_weights = j.value("head_weights", std::vector<float>(c.n_heads_out, 1.0f));
+    weights = j.value("head_weights", std::vector<double>(c.n_heads_out, 1.0));
   } catch (const nlohmann::json::exception&) {
     throw DataError(path, 0, "head_names must be strings and head_weights numbers");
   }
+  for (double w : weights)
+    if (!(std::fabs(w) <= FLT_MAX)) {
+      char v[32];
+      std::snprintf(v, sizeof v, "%g", w);
+      throw DataError(path, 0, std::string("field \"head_weights\" holds ") + v + ": weights must be finite float32 numbers");
+    }
+  c.head_weights.assign(weights.begin(), weights.end());
   try {
     c.validate();
   } catch (const std::invalid_argument& e) {
@@ -216,6 +234,11 @@ nlohmann::json load_checkpoint(const std::string& dir, Model& model, AdamW& opt)
   // rewrite them from the commit point, so they never lag the resumed state.
   write_run_files(dir, model.config(), params.data(), st);
   return st;
+}
+
+std::vector<std::string> remove_stale_run_temp_files(const std::string& dir) {
+  return remove_stale_temp_files(dir, {"optimizer.safetensors", "model.safetensors", "config.json", "trainer_state.json",
+                                       "metrics.jsonl", "tokenizer.model", "tokenizer.json"});
 }
 
 nlohmann::json read_trainer_state(const std::string& dir) {

@@ -1,6 +1,11 @@
 // metrics.jsonl writer, see metrics.h.
 #include "train/metrics.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <stdexcept>
 
@@ -9,7 +14,7 @@
 
 namespace cairn {
 
-MetricsLog::MetricsLog(const std::string& path, long keep_up_to_step) {
+MetricsLog::MetricsLog(const std::string& path, long keep_up_to_step) : path_(path) {
   std::string kept;
   if (keep_up_to_step >= 0 && std::filesystem::exists(path)) {
     LineReader in(path);
@@ -24,18 +29,31 @@ MetricsLog::MetricsLog(const std::string& path, long keep_up_to_step) {
     }
   }
   write_file_atomic(path, kept);
-  f_ = std::fopen(path.c_str(), "ab");
-  if (!f_) throw std::runtime_error("cannot append to " + path);
+  fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd_ < 0) throw std::runtime_error("cannot append to " + path + ": " + std::strerror(errno));
+  const off_t end = ::lseek(fd_, 0, SEEK_END);
+  good_size_ = end > 0 ? end : 0;
 }
 
 MetricsLog::~MetricsLog() {
-  if (f_) std::fclose(f_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 void MetricsLog::write(const nlohmann::json& record) {
   const std::string s = record.dump() + "\n";
-  std::fwrite(s.data(), 1, s.size(), f_);
-  std::fflush(f_);
+  for (size_t done = 0; done < s.size();) {
+    const ssize_t n = ::write(fd_, s.data() + done, s.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int e = n < 0 ? errno : EIO;
+      if (::ftruncate(fd_, good_size_) != 0) {
+        // cutting the partial line off failed too (a device): a resumed run stops reading at it
+      }
+      throw std::runtime_error("cannot write " + path_ + ": " + std::strerror(e));
+    }
+    done += static_cast<size_t>(n);
+  }
+  good_size_ += static_cast<off_t>(s.size());
 }
 
 }  // namespace cairn
