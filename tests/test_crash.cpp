@@ -5,7 +5,9 @@
 // (docs/run-directory.md#commit-protocol).
 #include <gtest/gtest.h>
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -74,6 +76,33 @@ struct Child {
   }
 };
 
+// Watches a directory for the creation of our temp files (inotify: the kill then lands within
+// microseconds of the write starting, inside it).
+struct TempFileWatch {
+  int fd = -1;
+  explicit TempFileWatch(const fs::path& dir) {
+    fs::create_directories(dir);
+    fd = inotify_init1(IN_NONBLOCK);
+    if (fd >= 0) inotify_add_watch(fd, dir.c_str(), IN_CREATE);
+  }
+  ~TempFileWatch() {
+    if (fd >= 0) close(fd);
+  }
+  // Waits up to timeout_ms; the name of a *.tmp.* file created meanwhile, else "".
+  std::string wait_for_temp(int timeout_ms) {
+    pollfd p{fd, POLLIN, 0};
+    if (fd < 0 || poll(&p, 1, timeout_ms) <= 0) return "";
+    alignas(inotify_event) char buf[4096];
+    const ssize_t n = read(fd, buf, sizeof buf);
+    for (ssize_t off = 0; off < n;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
+      if (ev->len && std::string(ev->name).find(".tmp.") != std::string::npos) return ev->name;
+      off += sizeof(inotify_event) + ev->len;
+    }
+    return "";
+  }
+};
+
 bool has_temp_file(const fs::path& dir) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec))
@@ -94,9 +123,9 @@ class CrashTest : public ::testing::Test {
   }
   std::vector<std::string> args(const std::string& out, bool resume) const {
     std::vector<std::string> a{"train",     "--train",   train_,  "--valid",        valid_,  "--out",        out,
-                               "--tokenizer", dir_.file("tok.model"), "--d-model", "32", "--n-layers", "2",
-                               "--n-heads", "2",   "--d-ff",    "64",    "--max-seq-len", "48",  "--batch-pairs", "4",
-                               "--steps",   "60",  "--eval-every", "7", "--save-every", "1", "--threads", "1"};
+                               "--tokenizer", dir_.file("tok.model"), "--d-model", "64", "--n-layers", "2",
+                               "--n-heads", "2",   "--d-ff",    "128",   "--max-seq-len", "48",  "--batch-pairs", "4",
+                               "--steps",   "120",  "--eval-every", "7", "--save-every", "1", "--threads", "1"};
     if (resume) a.push_back("--resume");
     return a;
   }
@@ -115,19 +144,29 @@ class CrashTest : public ::testing::Test {
     const std::string log = dir_.file("log.txt");
     for (int attempt = 0; attempt < kills; ++attempt) {
       const bool resume = fs::exists(run / "optimizer.safetensors");
-      Child c = Child::start(args(run.string(), resume), log);
       const bool wait_for_write = watch_writes && attempt % 2 == 1;
+      TempFileWatch watch(run);
+      Child c = Child::start(args(run.string(), resume), log);
+      // a write some way into the run, not always the first one
+      int skip_writes = static_cast<int>(r.below(40));
       const auto deadline = Clock::now() + std::chrono::duration<double>(r.uniform() * ref_seconds);
       int code = -1;
-      bool hit_write = false;
+      std::string temp;  // the temp file whose write the kill aims at
       while ((code = c.wait(false)) < 0) {
-        if (wait_for_write ? (hit_write = has_temp_file(run)) : Clock::now() >= deadline) break;
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        if (wait_for_write) {
+          temp = watch.wait_for_temp(5);
+          if (!temp.empty() && skip_writes-- == 0) break;
+          temp.clear();
+        } else if (Clock::now() >= deadline) {
+          break;
+        } else {
+          std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
       }
       if (code < 0) {
         kill(c.pid, sig);
         code = c.wait();
-        in_write += hit_write;
+        in_write += !temp.empty() && fs::exists(run / temp);  // the write was still in flight when killed
         // SIGKILL: killed; SIGINT/SIGTERM: 130 (checkpoint saved, or nothing started yet).
         if (sig == SIGKILL) EXPECT_EQ(code, 128 + SIGKILL);
         else EXPECT_EQ(code, 130) << slurp(log);
@@ -161,12 +200,13 @@ TEST_F(CrashTest, SigkillAtRandomInstantsResumesToIdenticalState) {
   const fs::path ref = dir_.file("ref"), run = dir_.file("run");
   const double t_ref = reference_run(args(ref.string(), false), dir_.file("ref.log"));
   const std::vector<std::string> want = state(ref);
-  const int in_write = run_with_interruptions(run, SIGKILL, 12, true, t_ref, 7);
-  EXPECT_GE(in_write, 3) << "too few kills landed inside a checkpoint write";
+  const int in_write = run_with_interruptions(run, SIGKILL, 16, true, t_ref, 7);
+  EXPECT_GE(in_write, 3) << "too few kills landed inside a checkpoint write (reference run " << t_ref << " s)";
   EXPECT_EQ(state(run), want) << "resumed run differs from the uninterrupted one";
   // No stale temp files of ours survive a finished resume.
   EXPECT_FALSE(has_temp_file(run));
   RecordProperty("kills_inside_writes", in_write);
+  std::printf("[ crash    ] 16 SIGKILLs, %d inside a checkpoint write; resumed state identical\n", in_write);
 }
 
 TEST_F(CrashTest, SigintAndSigtermCheckpointAndResumeIdentically) {

@@ -224,15 +224,20 @@ TEST(Data, SampleOverPromptsSpreadsEvenlyAndIsFixed) {
   EXPECT_EQ(prompts, 8u);
   std::map<std::string, int> per_prompt;
   for (size_t i = 0; i < s.size(); ++i) {
-    if (i) EXPECT_LT(s[i - 1].line, s[i].line) << "file order";
+    if (i) {
+      EXPECT_LT(s[i - 1].line, s[i].line) << "file order";
+    }
     ++per_prompt[s[i].chosen.substr(0, s[i].chosen.find('\n'))];
   }
   // Round robin: every prompt gives min(its size, k) or min(size, k + 1) pairs for one k.
   int lo = 1 << 30, hi = 0;
   for (size_t g = 0; g < 8; ++g) {
     const int got = per_prompt["prompt " + std::to_string(g)];
-    if (got < sizes[g]) lo = std::min(lo, got), hi = std::max(hi, got);
-    else EXPECT_EQ(got, sizes[g]);
+    if (got < sizes[g]) {
+      lo = std::min(lo, got), hi = std::max(hi, got);
+    } else {
+      EXPECT_EQ(got, sizes[g]);
+    }
   }
   EXPECT_LE(hi - lo, 1);
   // Fixed: the same input gives the same sample; a shuffled file gives the same set of pairs.

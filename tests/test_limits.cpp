@@ -59,7 +59,7 @@ TEST(Limits, A40MiBResponseScoresInBoundedMemory) {
 
 // OpenMP threads wait passively unless the user chose a policy (src/cli/main.cpp).
 TEST(Limits, OpenMpWaitPolicyIsPassiveUnlessChosen) {
-  const std::string bench = std::string(CAIRN_BINARY) + " bench train --preset tiny --d-model 32 --n-layers 1 "
+  const std::string bench = std::string(CAIRN_BINARY) + " bench train --preset tiny --vocab-size 300 "
                             "--batch-pairs 1 --seq-len 8 --steps 1 --warmup 0 --no-sgemm --json 2>/dev/null";
   int code = 0;
   auto policy = [&](const std::string& env) {

@@ -27,7 +27,7 @@ std::vector<Command>& registry() {
 static void print_usage() {
   std::printf("cairn — reward-model trainer (Bradley–Terry on preference pairs)\n\nUsage: cairn <command> [options]\n\nCommands:\n");
   for (const auto& c : cairn::cli::registry()) std::printf("  %-18s %s\n", c.name.c_str(), c.summary.c_str());
-  std::printf("\nRun `cairn <command> --help` for its options.\nExit codes: 0 ok, 1 runtime failure, 2 usage error, 3 bad input data.\n");
+  std::printf("\nRun `cairn <command> --help` for its options.\nExit codes: 0 ok, 1 runtime failure, 2 usage error, 3 bad input data, 130 interrupted.\n");
 }
 
 // OpenMP threads that wait at a barrier spin by default (libgomp: ~300k iterations), which on a
