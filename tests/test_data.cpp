@@ -136,6 +136,21 @@ TEST(Data, OverlongLineIsRejected) {
   }
 }
 
+// Found by fuzz/line_reader.cpp: a last line without '\n' escaped a limit below the 1 MiB buffer.
+TEST(Data, OverlongLastLineWithoutNewlineIsRejected) {
+  TempDir d;
+  const std::string f = d.write("long.jsonl", "{\"a\": 1}\n" + std::string(3000, 'x'));
+  LineReader r(f, 1024);
+  std::string line;
+  EXPECT_TRUE(r.next(line));
+  try {
+    r.next(line);
+    FAIL() << "expected a DataError";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()), f + ":2: line longer than 1024 bytes");
+  }
+}
+
 TEST(Data, MissingFileIsADataError) { EXPECT_THROW(LineReader("/nonexistent/x.jsonl"), DataError); }
 
 TEST(Data, ScoreRecords) {
