@@ -14,6 +14,7 @@ pkgs=(
   libgtest-dev libgmock-dev           # tests
   libbenchmark-dev                    # Google Benchmark
   libpcre2-dev                        # Unicode regexes of byte-level BPE pre-tokenizers
+  clang libclang-rt-dev libomp-dev    # scripts/fuzz.sh: libFuzzer + ASan/UBSan runtimes, OpenMP for clang
 )
 if [ "${CAIRN_SKIP_TORCH:-0}" != 1 ]; then
   pkgs+=(python3 python3-numpy python3-torch python3-sentencepiece python3-venv python3-pip libopenblas0-pthread)

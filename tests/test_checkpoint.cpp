@@ -148,6 +148,18 @@ TEST(Checkpoint, RunDirErrorsNameTheProblem) {
   j["vocab_size"] = 1 << 24, j["d_model"] = 1024, j["n_heads"] = 8;
   write_file_atomic(d.file("config.json"), j.dump());
   EXPECT_THROW(load_model(d.file(""), &c2, &p2), DataError);
+  // n_kv_heads must be a JSON integer (found by fuzz/run_dir.cpp: 1e30 was converted to int, undefined)
+  for (const nlohmann::json& kv : {nlohmann::json(1e30), nlohmann::json(1.5), nlohmann::json("4")}) {
+    j = config_to_json(cfg);
+    j["n_kv_heads"] = kv;
+    write_file_atomic(d.file("config.json"), j.dump());
+    try {
+      load_model(d.file(""), &c2, &p2);
+      FAIL() << kv;
+    } catch (const DataError& e) {
+      EXPECT_EQ(std::string(e.what()), d.file("config.json") + ": field \"n_kv_heads\" must be an integer");
+    }
+  }
   // missing field, wrong head_names count
   j = config_to_json(cfg);
   j.erase("n_layers");

@@ -151,6 +151,26 @@ TEST(Cli, BadInputExitsThreeNamingFileAndLineAndWritesNothing) {
 
 namespace cairn {
 
+// Hostile lines met while fuzzing the loaders (docs/fuzzing.md), through the binary: exit 3 naming
+// file and line, where they exited 1 (a JSON type_error or out_of_range) or crashed (139, a stack
+// overflow).
+TEST(Cli, HostileJsonlLinesExitThree) {
+  TempDir d;
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  const std::pair<const char*, std::string> cases[] = {
+      {"judgments", R"({"prompt": "P", "response_a": "A", "response_b": "B", "judgments": [{"order": "ab", "winner": 2}]})"},
+      {"judgments", R"({"prompt": "P", "response_a": "A", "response_b": "B", "judgments": [{"order": "ab", "winner": "a"}], "id": )" + deep + "}"},
+      {"alpaca-eval", R"({"instruction": "I", "output_1": "A", "output_2": "B", "preference": 1e999})"},
+  };
+  for (const auto& [from, line] : cases) {
+    const std::string in = d.write("in.jsonl", line + "\n");
+    CliResult r = cairn_run(std::string("pairs --from ") + from + " --input " + in + " --output " + d.file("out.jsonl"));
+    EXPECT_EQ(r.code, 3) << from << ": " << r.out.substr(0, 300);
+    EXPECT_NE(r.out.find("error: " + in + ":1: "), std::string::npos) << r.out.substr(0, 300);
+    EXPECT_FALSE(std::filesystem::exists(d.file("out.jsonl")));
+  }
+}
+
 // Constitution heads + length head through the CLI: config.json lists the heads and weights (length
 // weight 0), `score` writes every head under "rewards" and their weighted sum (length excluded) as
 // "reward", `eval --json` breaks accuracy down by principle.

@@ -155,6 +155,37 @@ TEST(Data, OverlongLineIsRejected) {
   }
 }
 
+// Found by fuzz/line_reader.cpp: a last line without '\n' escaped a limit below the 1 MiB buffer.
+TEST(Data, OverlongLastLineWithoutNewlineIsRejected) {
+  TempDir d;
+  const std::string f = d.write("long.jsonl", "{\"a\": 1}\n" + std::string(3000, 'x'));
+  LineReader r(f, 1024);
+  std::string line;
+  EXPECT_TRUE(r.next(line));
+  try {
+    r.next(line);
+    FAIL() << "expected a DataError";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()), f + ":2: line longer than 1024 bytes");
+  }
+}
+
+// Found by fuzz/pairs.cpp (number overflow, float range) and by a targeted input (nesting): each is a
+// DataError naming file:line, where they were a JSON out_of_range (exit 1), an infinite margin or zero
+// weight, and a stack overflow when an "id" of 100k nested lists was dumped.
+TEST(Data, HostileNumbersAndNestingAreDataErrors) {
+  EXPECT_EQ(error_of(R"({"chosen": "a", "rejected": "b", "margin": 1e999})"),
+            "f.jsonl:7: invalid JSON: number overflow parsing '1e999'");
+  EXPECT_EQ(error_of(R"({"chosen": "a", "rejected": "b", "margin": 1e300})"), "f.jsonl:7: field \"margin\" must be finite");
+  EXPECT_EQ(error_of(R"({"chosen": "a", "rejected": "b", "weight": 1e300})"), "f.jsonl:7: field \"weight\" must be finite");
+  EXPECT_EQ(error_of(R"({"chosen": "a", "rejected": "b", "weight": 1e-300})"), "f.jsonl:7: field \"weight\" must be > 0");
+  const int depth = 100000;
+  EXPECT_EQ(error_of(R"({"chosen": "a", "rejected": "b", "id": )" + std::string(depth, '[') + std::string(depth, ']') + "}"),
+            "f.jsonl:7: JSON nested deeper than 256 levels");
+  const std::string ok_id = std::string(200, '[') + std::string(200, ']');
+  EXPECT_EQ(parse(R"({"chosen": "a", "rejected": "b", "id": )" + ok_id + "}").id, ok_id);  // real records nest far less
+}
+
 TEST(Data, MissingFileIsADataError) { EXPECT_THROW(LineReader("/nonexistent/x.jsonl"), DataError); }
 
 TEST(Data, DirectoryIsNamedAsOne) {

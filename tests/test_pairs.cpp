@@ -107,6 +107,39 @@ TEST(Pairs, BadConverterInputNamesTheLine) {
   EXPECT_THROW(convert_judgments(f, "sometimes"), UsageError);
 }
 
+// Found by fuzz/converters.cpp: a non-string "order" or "winner" escaped as a JSON type_error (exit 1),
+// and a blank response became a pair that `cairn train` refuses ("empty response"). A record nested
+// 100k deep (a targeted input) crashed the CAI converter's copy of its cycles.
+TEST(Pairs, HostileJudgmentsAndNestingAreDataErrorsOrDropped) {
+  TempDir d;
+  for (const char* bad : {R"({"order": 1, "winner": "a"})", R"({"order": "ab", "winner": null})", R"({"winner": "a"})"}) {
+    const std::string f = d.write("j.jsonl", std::string(R"({"prompt": "P", "response_a": "A", "response_b": "B", "judgments": [)") +
+                                                 bad + "]}\n");
+    try {
+      convert_judgments(f, "soft");
+      FAIL() << bad;
+    } catch (const DataError& e) {
+      EXPECT_EQ(std::string(e.what()).rfind(f + ":1: judgments[0]: \"", 0), 0u) << e.what();
+    }
+  }
+  const std::string blank = d.write("blank.jsonl",
+      R"({"prompt": "P", "response_a": " ", "response_b": "B", "judgments": [{"order": "ab", "winner": "b"}]})" "\n"
+      R"({"prompt": "P", "response_a": "A", "response_b": "B", "judgments": [{"order": "ab", "winner": "b"}]})" "\n");
+  ConvertResult r = convert_judgments(blank, "soft");
+  ASSERT_EQ(r.pairs.size(), 1u);
+  EXPECT_EQ(r.pairs[0]["chosen"], "B");
+  EXPECT_EQ(r.counts["dropped_empty_response"], 1);
+  const int depth = 100000;
+  const std::string deep = d.write("deep.jsonl", R"({"prompt": "p", "initial": "a", "cycles": [{"revised": "b", "critique": )" +
+                                                     std::string(depth, '[') + std::string(depth, ']') + "}]}\n");
+  try {
+    convert_cai(deep);
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()), deep + ":1: JSON nested deeper than 256 levels");
+  }
+}
+
 TEST(Pairs, LenientJsonReadsPythonNaNOutsideStringsOnly) {
   auto j = parse_json_line_lenient(R"({"a": NaN, "b": "NaN stays", "c": -Infinity})", "f", 1);
   EXPECT_TRUE(j["a"].is_null());

@@ -701,7 +701,7 @@ BpeTokenizer::BpeTokenizer(const json& j, const std::string& source, const Speci
   std::vector<std::array<int32_t, 3>> table;
   table.reserve(merges_.size());
   for (size_t r = 0; r < merges_.size(); ++r) {
-    const auto& [a, b] = merges_[r];
+    const std::string &a = merges_[r].first, &b = merges_[r].second;  // not a structured binding: clang 14 cannot capture one
     auto ia = vocab_map_.find(a), ib = vocab_map_.find(b), ic = vocab_map_.find(a + b);
     auto missing = [&](const std::string& what) {
       return DataError(

@@ -192,7 +192,11 @@ ConvertResult convert_judgments(const std::string& path, const std::string& disa
       const auto& v = (*js)[i];
       const std::string where = "judgments[" + std::to_string(i) + "]";
       if (!v.is_object()) throw DataError(path, line, where + " must be an object");
-      const std::string order = v.value("order", ""), win = v.value("winner", "");
+      auto text = [&](const char* k) {  // "" when absent or not a string: then refused below
+        auto it = v.find(k);
+        return it != v.end() && it->is_string() ? it->get<std::string>() : std::string();
+      };
+      const std::string order = text("order"), win = text("winner");
       if (order != "ab" && order != "ba") throw DataError(path, line, where + ": \"order\" must be \"ab\" or \"ba\"");
       if (win != "a" && win != "b" && win != "tie") throw DataError(path, line, where + ": \"winner\" must be \"a\", \"b\" or \"tie\"");
       if (win == "tie") {
@@ -211,6 +215,8 @@ ConvertResult convert_judgments(const std::string& path, const std::string& disa
     all.insert(winner_ba.begin(), winner_ba.end());
     const bool disagree = both_orders && all.size() > 1;
     if (disagree) ++r.counts["disagreeing"];
+    // a blank response would make a pair that parse_pair (cairn train) refuses: "empty response"
+    if (blank(ra) || blank(rb)) return void(++r.counts["dropped_empty_response"]);
     const double n = static_cast<double>(js->size()), share_a = va / n;
     if (va == 0.0 + 0.5 * n && vb == 0.5 * n && all.empty()) return void(++r.counts["dropped_all_tie"]);
     double label = std::max(share_a, 1.0 - share_a);
@@ -242,7 +248,8 @@ ConvertResult convert_judgments(const std::string& path, const std::string& disa
   r.summary = std::to_string(r.counts["records"]) + " judged records → " + std::to_string(r.pairs.size()) +
               " pairs; position bias: swapped verdicts disagree in " + std::to_string(r.counts["disagreeing"]) + " of " +
               std::to_string(swapped_records) + " records (" + fmt(dis_rate) + "), the labeller picks the first-shown slot in " +
-              fmt(first_rate) + " of decided judgments; dropped: " + std::to_string(r.counts["dropped_all_tie"]) + " all-tie, " +
+              fmt(first_rate) + " of decided judgments; dropped: " + std::to_string(r.counts["dropped_empty_response"]) +
+              " empty response, " + std::to_string(r.counts["dropped_all_tie"]) + " all-tie, " +
               std::to_string(r.counts["dropped_no_majority"]) + " without majority, " +
               std::to_string(r.counts["dropped_disagreeing"]) + " disagreeing (--disagreement " + disagreement + ")";
   return r;

@@ -9,6 +9,15 @@
 #include "cairn/errors.h"
 
 namespace cairn {
+namespace {
+
+// "line longer than 64 MiB" (the documented message at the default limit), or the limit in bytes.
+std::string too_long(size_t max_line) {
+  return "line longer than " +
+         (max_line % (size_t(1) << 20) == 0 ? std::to_string(max_line >> 20) + " MiB" : std::to_string(max_line) + " bytes");
+}
+
+}  // namespace
 
 LineReader::LineReader(const std::string& path, size_t max_line_bytes)
     : path_(path), buf_(1 << 20), max_line_(max_line_bytes) {
@@ -33,7 +42,7 @@ bool LineReader::fill() {
   }
   if (end_ == buf_.size()) {
     if (buf_.size() >= max_line_ + 1)
-      throw DataError(path_, line_no_ + 1, "line longer than " + std::to_string(max_line_ >> 20) + " MiB");
+      throw DataError(path_, line_no_ + 1, too_long(max_line_));
     buf_.resize(std::min(buf_.size() * 2, max_line_ + 1));
   }
   gzFile f = static_cast<gzFile>(gz_);
@@ -62,8 +71,7 @@ bool LineReader::next(std::string& line) {
     const void* nl = std::memchr(start, '\n', end_ - pos_);
     if (nl) {
       size_t len = static_cast<const char*>(nl) - start;
-      if (len > max_line_)
-        throw DataError(path_, line_no_ + 1, "line longer than " + std::to_string(max_line_ >> 20) + " MiB");
+      if (len > max_line_) throw DataError(path_, line_no_ + 1, too_long(max_line_));
       line.assign(start, len && start[len - 1] == '\r' ? len - 1 : len);
       pos_ += len + 1;
       took_line(line);
@@ -71,6 +79,7 @@ bool LineReader::next(std::string& line) {
     }
     if (!fill()) {
       if (end_ > pos_) {  // last line without a newline
+        if (end_ - pos_ > max_line_) throw DataError(path_, line_no_ + 1, too_long(max_line_));
         line.assign(buf_.data() + pos_, end_ - pos_);
         if (!line.empty() && line.back() == '\r') line.pop_back();
         pos_ = end_;

@@ -2,6 +2,7 @@
 // rendering rules. Errors name file:line and the field.
 #include <cmath>
 #include <cstdio>
+#include <limits>
 
 #include "cairn/data.h"
 #include "cairn/errors.h"
@@ -22,7 +23,9 @@ double number(const nlohmann::json& j, const char* field, double dflt, const std
   if (it == j.end() || it->is_null()) return dflt;
   if (!it->is_number()) fail(file, line, std::string("field \"") + field + "\" must be a number");
   const double v = it->get<double>();
-  if (!std::isfinite(v)) fail(file, line, std::string("field \"") + field + "\" must be finite");
+  // finite as the float training uses, too: 1e300 is a finite double but beyond float
+  if (!std::isfinite(v) || std::fabs(v) > std::numeric_limits<float>::max())
+    fail(file, line, std::string("field \"") + field + "\" must be finite");
   return v;
 }
 
@@ -126,13 +129,21 @@ std::string render_messages(const nlohmann::json& messages, const std::string& f
 }
 
 nlohmann::json parse_json_line(const std::string& text, const std::string& file, long line) {
+  // nlohmann parses iteratively but copies and dumps recursively: a line of 100k nested brackets would
+  // overflow the stack later (an "id" is dumped, a converter copies its record), so depth is bounded here.
+  constexpr int kMaxDepth = 256;
+  const nlohmann::json::parser_callback_t bounded = [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+    if (depth > kMaxDepth) fail(file, line, "JSON nested deeper than " + std::to_string(kMaxDepth) + " levels");
+    return true;
+  };
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+    j = nlohmann::json::parse(text, bounded);
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number beyond double
     std::string what = e.what();
-    if (what.find("UTF-8") != std::string::npos)
-      fail(file, line, "text is not valid UTF-8 (byte " + std::to_string(e.byte) + ")");
+    const auto* pe = dynamic_cast<const nlohmann::json::parse_error*>(&e);
+    if (pe && what.find("UTF-8") != std::string::npos)
+      fail(file, line, "text is not valid UTF-8 (byte " + std::to_string(pe->byte) + ")");
     const size_t at = what.find("] ");
     what = at == std::string::npos ? what : what.substr(at + 2);
     const size_t last = what.find("; last read");
@@ -151,10 +162,9 @@ Pair parse_pair(const nlohmann::json& j, const std::string& file, long line, con
   p.empty_response = c.empty || r.empty;
   const double label = number(j, "label", 1.0, file, line);
   if (label < 0 || label > 1) fail(file, line, "field \"label\" must be a probability in [0, 1]");
-  const double weight = number(j, "weight", 1.0, file, line);
-  if (!(weight > 0)) fail(file, line, "field \"weight\" must be > 0");
   p.label = static_cast<float>(label);
-  p.weight = static_cast<float>(weight);
+  p.weight = static_cast<float>(number(j, "weight", 1.0, file, line));
+  if (!(p.weight > 0)) fail(file, line, "field \"weight\" must be > 0");  // as a float: 1e-300 is 0
   p.margin = static_cast<float>(number(j, "margin", 0.0, file, line));
   if (auto it = j.find("principle"); it != j.end() && !it->is_null()) {
     if (!it->is_string()) fail(file, line, "field \"principle\" must be a string");

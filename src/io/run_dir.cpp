@@ -93,8 +93,9 @@ nlohmann::json config_to_json(const ModelConfig& c) {
 ModelConfig config_from_json(const nlohmann::json& j, const std::string& path) {
   if (!j.is_object()) throw DataError(path, 0, "config is not a JSON object");
   ModelConfig c;
-  auto get_int = [&](const char* k, int& dst) {
+  auto get_int = [&](const char* k, int& dst, bool required = true) {
     auto it = j.find(k);
+    if (it == j.end() && !required) return;
     if (it == j.end()) throw DataError(path, 0, std::string("missing field \"") + k + "\"");
     if (!it->is_number_integer()) throw DataError(path, 0, std::string("field \"") + k + "\" must be an integer");
     const int64_t v = it->get<int64_t>();
@@ -105,16 +106,16 @@ ModelConfig config_from_json(const nlohmann::json& j, const std::string& path) {
   get_int("n_layers", c.n_layers), get_int("n_heads", c.n_heads), get_int("d_ff", c.d_ff);
   get_int("n_heads_out", c.n_heads_out), get_int("pad_id", c.pad_id), get_int("bos_id", c.bos_id);
   get_int("eos_id", c.eos_id);
+  get_int("n_kv_heads", c.n_kv_heads, /*required=*/false);  // not j.value<int>: 1e30 → int is undefined
   try {
     c.arch = j.value("arch", std::string("gpt2"));  // runs written before the llama family are gpt2
-    c.n_kv_heads = j.value("n_kv_heads", 0);
     c.rope_theta = j.value("rope_theta", 10000.0f);
     c.norm_eps = j.value("norm_eps", 1e-5f);
     c.tie_embeddings = j.value("tie_embeddings", false);
     c.chat_template = j.value("chat_template", std::string("plain"));
     c.chat_system = j.value("chat_system", std::string());
   } catch (const nlohmann::json::exception&) {
-    throw DataError(path, 0, "arch and chat_template must be strings, n_kv_heads an integer, rope_theta and norm_eps numbers");
+    throw DataError(path, 0, "arch and chat_template must be strings, rope_theta and norm_eps numbers");
   }
   std::vector<double> weights;
   try {
