@@ -9,8 +9,9 @@
 
 namespace cairn::cpu {
 
-// linear.cpp — Eigen GEMMs, threaded by Eigen over the OpenMP threads of the op (blocking fixed per
-// thread count, so deterministic for a given count)
+// linear.cpp — Eigen GEMMs. Forward: fixed-shape single-threaded tile products, so a row's result
+// depends on that row alone (not on N, its position or the thread count). Backward: threaded by
+// Eigen (blocking fixed per thread count, so deterministic for a given count)
 void linear_forward(float* out, const float* inp, const float* W, const float* b, int N, int I, int O);
 void linear_backward(float* dinp, float* dW, float* db, const float* dout, const float* inp, const float* W, int N,
                      int I, int O);
