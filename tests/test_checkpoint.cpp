@@ -263,11 +263,16 @@ TEST(Checkpoint, StaleTempFilesOfDeadWritersAreRemovedAndNothingElse) {
   for (const auto& f : kept) EXPECT_TRUE(std::filesystem::exists(d.file(f))) << f;
 }
 
+static ModelConfig tiny_checkpoint_config() {
+  ModelConfig cfg;
+  cfg.vocab_size = 50, cfg.max_seq_len = 16, cfg.d_model = 16, cfg.n_layers = 1, cfg.n_heads = 2, cfg.d_ff = 32;
+  return cfg;
+}
+
 TEST(Checkpoint, TrainingCheckpointRestoresEverything) {
   TempDir d;
   auto be = make_backend("cpu", 1);
-  ModelConfig cfg;
-  cfg.vocab_size = 50, cfg.max_seq_len = 16, cfg.d_model = 16, cfg.n_layers = 1, cfg.n_heads = 2, cfg.d_ff = 32;
+  const ModelConfig cfg = tiny_checkpoint_config();
   Model m(cfg, *be);
   m.init(3);
   OptimConfig oc;
@@ -297,8 +302,7 @@ TEST(Checkpoint, TrainingCheckpointRestoresEverything) {
 TEST(Checkpoint, CraftedCountersAreRefusedAndLoadRewritesDerivedFiles) {
   TempDir d;
   auto be = make_backend("cpu", 1);
-  ModelConfig cfg;
-  cfg.vocab_size = 50, cfg.max_seq_len = 16, cfg.d_model = 16, cfg.n_layers = 1, cfg.n_heads = 2, cfg.d_ff = 32;
+  const ModelConfig cfg = tiny_checkpoint_config();
   Model m(cfg, *be);
   m.init(3);
   OptimConfig oc;
