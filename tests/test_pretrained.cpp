@@ -179,6 +179,8 @@ TEST(HfImport, BadDirectoriesAreRefusedByName) {
   expect_refused("biases", "bias", set_cfg("attention_bias", true));
   expect_refused("activation", "hidden_act", set_cfg("hidden_act", "gelu"));
   expect_refused("wrong size", "has shape", set_cfg("intermediate_size", 77));
+  // a header whose dimensions no tensor backs: refused before the table (here 2^24 x d floats) is allocated
+  expect_refused("dimensions beyond the tensors", "parameters but its tensors hold only", set_cfg("vocab_size", 1 << 24));
   expect_refused("config not JSON", "not valid JSON", [](const std::string& p) { std::ofstream(p + "/config.json") << "{oops"; });
   expect_refused("no weights", "no model.safetensors", [](const std::string& p) { std::filesystem::remove(p + "/model.safetensors"); });
   expect_refused("no tokenizer", "tokenizer.json", [](const std::string& p) { std::filesystem::remove(p + "/tokenizer.json"); });

@@ -46,7 +46,21 @@ struct Source {
   std::string path;
   std::function<bool(const std::string&)> has;
   std::function<LoadedTensor(const std::string&)> get;  // DataError when missing
+  uint64_t elements = 0;                                // all tensors' elements together
 };
+
+// Every cairn tensor except the reward head is copied from source tensors of its size, so a table
+// bigger than all the source's tensors together comes from dimensions that no tensor backs (a
+// hostile or broken header): refused by name before the table is allocated.
+void check_source_backs(const ParamTable& t, const Source& src) {
+  uint64_t need = 0;
+  for (const auto& info : t.tensors())
+    if (info.name.rfind("head.", 0) != 0) need += info.numel;
+  if (need > src.elements)
+    throw DataError(src.path, 0, "the model's dimensions need " + std::to_string(need) +
+                                     " parameters but its tensors hold only " + std::to_string(src.elements) +
+                                     " values (a header field is wrong)");
+}
 
 // Fills params (the table's layout) from a source, tensor by tensor.
 class Filler {
@@ -204,6 +218,7 @@ Source hf_weights(const std::string& dir) {
     }
   Source s;
   s.path = dir;
+  for (const auto& [name, t] : *tensors) s.elements += t.data.size();
   s.has = [tensors](const std::string& n) { return tensors->count(n) > 0; };
   s.get = [tensors, dir](const std::string& n) {
     auto it = tensors->find(n);
@@ -290,6 +305,7 @@ PretrainedModel load_hf(const std::string& dir, const ModelConfig& heads, int ma
 
   const Source src = hf_weights(dir);
   ParamTable t(c);
+  check_source_backs(t, src);
   m.params.assign(t.total(), 0.0f);
   Filler f(t, m.params, src);
   if (c.is_llama()) {
@@ -378,12 +394,14 @@ PretrainedModel load_gguf(const std::string& path, const ModelConfig& heads, int
 
   Source src;
   src.path = path;
+  for (const auto& t : g->tensors()) src.elements += static_cast<uint64_t>(t.n_elements);
   src.has = [g](const std::string& n) { return g->has_tensor(n); };
   src.get = [g](const std::string& n) {
     const GgufTensorInfo& t = g->tensor(n);
     return LoadedTensor{t.shape(), g->dequantize(t)};
   };
   ParamTable t(c);
+  check_source_backs(t, src);
   m.params.assign(t.total(), 0.0f);
   Filler f(t, m.params, src);
   fill_llama(f, c,
