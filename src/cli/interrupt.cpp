@@ -43,6 +43,11 @@ void install_interrupt_handlers() {
   sa.sa_flags = SA_RESTART;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  sigset_t s;  // blocked by main across its re-exec (main.cpp): a signal pending since then arrives now
+  sigemptyset(&s);
+  sigaddset(&s, SIGINT);
+  sigaddset(&s, SIGTERM);
+  sigprocmask(SIG_UNBLOCK, &s, nullptr);
 }
 
 void set_interrupt_message(const char* msg) {

@@ -1,4 +1,5 @@
 // cairn entry point: finds the subcommand (one or two words) and runs it, mapping errors to exit codes.
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -35,9 +36,16 @@ static void print_usage() {
 // measured 1.3–2.4× slower steps on 2 loaded cores (docs/cli.md#environment). libgomp reads its
 // wait policy once, when it is loaded, so unless the user chose one, cairn re-executes itself once
 // with OMP_WAIT_POLICY=passive. If that fails it simply runs on.
+// SIGINT/SIGTERM stay blocked across the exec (the mask and pending signals survive it) until the
+// handlers are installed, so a signal in that window is not lost to the default action.
 static void choose_omp_wait_policy(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
   setenv("OMP_WAIT_POLICY", "passive", 1);
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGINT);
+  sigaddset(&s, SIGTERM);
+  sigprocmask(SIG_BLOCK, &s, nullptr);
   execv("/proc/self/exe", argv);
 }
 
