@@ -19,9 +19,13 @@ std::atomic<const char*> g_message{"cairn: interrupted\n"};
 int g_next_buffer = 0;
 static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<const char*>::is_always_lock_free);
 
-void say_and_exit(const char* msg) {
+void say(const char* msg) {
   const ssize_t ignored = write(STDERR_FILENO, msg, std::strlen(msg));
   (void)ignored;
+}
+
+void say_and_exit(const char* msg) {
+  say(msg);
   _exit(130);
 }
 
@@ -29,12 +33,20 @@ void on_signal(int) {
   if (!g_graceful.load()) say_and_exit(g_message.load());
   if (g_stop.exchange(true))
     say_and_exit("\nsecond interrupt: exiting now without saving; the last checkpoint is intact\n");
-  const char* msg = "\ninterrupt: stopping at the next block boundary, then saving a checkpoint (again to exit at once)\n";
-  const ssize_t ignored = write(STDERR_FILENO, msg, std::strlen(msg));
-  (void)ignored;
+  say("\ninterrupt: stopping at the next block boundary, then saving a checkpoint (again to exit at once)\n");
+}
+
+void set_interrupt_mask(int how) {
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGINT);
+  sigaddset(&s, SIGTERM);
+  sigprocmask(how, &s, nullptr);
 }
 
 }  // namespace
+
+void block_interrupt_signals() { set_interrupt_mask(SIG_BLOCK); }
 
 void install_interrupt_handlers() {
   struct sigaction sa {};
@@ -43,11 +55,7 @@ void install_interrupt_handlers() {
   sa.sa_flags = SA_RESTART;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
-  sigset_t s;  // blocked by main across its re-exec (main.cpp): a signal pending since then arrives now
-  sigemptyset(&s);
-  sigaddset(&s, SIGINT);
-  sigaddset(&s, SIGTERM);
-  sigprocmask(SIG_UNBLOCK, &s, nullptr);
+  set_interrupt_mask(SIG_UNBLOCK);  // blocked across main's re-exec: a signal pending since then arrives now
 }
 
 void set_interrupt_message(const char* msg) {

@@ -8,6 +8,9 @@
 
 namespace cairn::cli {
 
+// Blocks SIGINT and SIGTERM (the mask and pending signals survive exec); install_interrupt_handlers
+// unblocks them once the handlers are in place.
+void block_interrupt_signals();
 void install_interrupt_handlers();
 // The line printed when a signal ends the process in immediate mode (copied, cut at 446 bytes; call from one thread).
 void set_interrupt_message(const char* msg);

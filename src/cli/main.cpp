@@ -1,5 +1,4 @@
 // cairn entry point: finds the subcommand (one or two words) and runs it, mapping errors to exit codes.
-#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -41,11 +40,7 @@ static void print_usage() {
 static void choose_omp_wait_policy(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
   setenv("OMP_WAIT_POLICY", "passive", 1);
-  sigset_t s;
-  sigemptyset(&s);
-  sigaddset(&s, SIGINT);
-  sigaddset(&s, SIGTERM);
-  sigprocmask(SIG_BLOCK, &s, nullptr);
+  cairn::cli::block_interrupt_signals();
   execv("/proc/self/exe", argv);
 }
 

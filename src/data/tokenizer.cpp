@@ -32,10 +32,10 @@ bool is_ascii_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <
 // SmolLM pre-tokenizers all end a piece there (no rule matches across a space that follows a
 // non-space; " x" starts the next piece), special tokens contain no space, and SentencePiece splits
 // at whitespace and gives both " x…" and a text starting "x…" the same "▁x" piece. So the tokens of
-// text[p:] are exactly the tokens of text that follow p. Searches [lo, hi) backwards; npos: none.
-size_t token_boundary_before(const std::string& text, size_t hi, size_t lo) {
+// text[p:] are exactly the tokens of text that follow p. The last such p ≤ hi; npos: none.
+size_t token_boundary_before(const std::string& text, size_t hi) {
   if (text.size() < 3) return std::string::npos;
-  for (size_t p = std::min(hi, text.size() - 1); p > lo; --p)
+  for (size_t p = std::min(hi, text.size() - 2); p > 0; --p)
     if (text[p] == ' ' && !is_space(text[p - 1]) && is_ascii_letter(text[p + 1])) return p;
   return std::string::npos;
 }
@@ -50,7 +50,7 @@ std::vector<int32_t> Tokenizer::encode_for_model(const std::string& text, int ma
   bool cut_before = false;  // ids are the tokens after a cut, and the cut dropped at least one token
   const bool can_cut = starts_token_at_space_letter();
   for (size_t want = 16 * static_cast<size_t>(std::max(1, max_seq_len)) + 1024;; want *= 4) {
-    const size_t p = can_cut && text.size() > want ? token_boundary_before(text, text.size() - want, 0) : std::string::npos;
+    const size_t p = can_cut && text.size() > want ? token_boundary_before(text, text.size() - want) : std::string::npos;
     if (p == std::string::npos) {  // short text, or no boundary before the window: the whole text
       ids = encode(text);
       break;
