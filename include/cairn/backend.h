@@ -16,13 +16,21 @@
 
 namespace cairn {
 
-// A packed batch of variable-length sequences as the backend sees it.
+// A packed batch of variable-length segments as the backend sees it.
+// Shared prefixes (docs/model.md#prefix-sharing): a segment s with prefix_of[s] = g ≥ 0 continues
+// segment g — its queries see every row of g, then their own rows causally — so a pair packed as
+// [prefix | chosen rest | rejected rest] computes the prompt once. A group is a segment with
+// prefix_of = −1 followed by the segments that continue it; nothing else is allowed (one level, the
+// branches right after their prefix). A null prefix_of: every segment is an independent sequence.
 struct SeqLayout {
-  int n_seqs = 0;                        // B
+  int n_seqs = 0;                        // B segments
   int n_tokens = 0;                      // N = cu_seqlens[B]
-  int max_len = 0;                       // longest sequence
+  int max_len = 0;                       // longest segment
   const int32_t* cu_seqlens = nullptr;   // (B+1) on the device
   const int32_t* host_cu_seqlens = nullptr;  // (B+1) the same, on the host (launch planning)
+  const int32_t* prefix_of = nullptr;        // (B) on the device, or null
+  const int32_t* host_prefix_of = nullptr;   // (B) the same, on the host
+  int max_prefix = 0;                        // longest prefix a segment reads (0 without prefixes)
 };
 
 // One Bradley–Terry pair inside a batch. chosen/rejected index sequences (rows of rewards).
@@ -105,7 +113,7 @@ class Backend {
   // v is untouched. Backward rotates the gradient by −a, in place (a rotation's transpose).
   virtual void rope_forward(float* qkv, const int32_t* pos, int N, int NH, int NKV, int HS, float theta) = 0;
   virtual void rope_backward(float* dqkv, const int32_t* pos, int N, int NH, int NKV, int HS, float theta) = 0;
-  // Causal multi-head attention within each sequence, grouped-query: NH query heads read NKV key/value
+  // Causal multi-head attention within each segment (and its shared prefix, if any), grouped-query: NH query heads read NKV key/value
   // heads (query head h reads h / (NH/NKV); NKV = NH is plain multi-head attention).
   // qkv[N, (NH+2·NKV)·HS] (q heads | k heads | v heads, head h at columns h·HS..), out[N, NH·HS],
   // lse[N,NH] (log-sum-exp of scaled scores).
@@ -114,8 +122,8 @@ class Backend {
   // dqkv (same layout as qkv) = gradient w.r.t. qkv (assigned)
   virtual void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
                                   const float* lse, const SeqLayout& seqs, int NH, int NKV, int HS) = 0;
-  // Attention of ONE query per sequence, its last token (the EOS), over all its keys — the last block
-  // of a reward model needs nothing else. out[B, NH·HS], lse[B,NH]; backward assigns all of dqkv
+  // Attention of ONE query per segment, its last token (the EOS), over all its keys (its prefix's
+  // included) — the last block of a reward model needs nothing else. out[B, NH·HS], lse[B,NH]; backward assigns all of dqkv
   // (q rows other than the last are zero).
   virtual void attention_last_forward(float* out, float* lse, const float* qkv, const SeqLayout& seqs, int NH,
                                       int NKV, int HS) = 0;

@@ -16,16 +16,31 @@
 
 namespace cairn {
 
-// Token ids of B sequences packed back to back, built on the host.
+// Token ids of sequences packed back to back, built on the host. Each sequence is one segment, or,
+// with a shared prefix (add_shared), a group of segments [common prefix | rest of each] whose rests
+// continue the prefix's positions and read it in attention (backend.h, SeqLayout): the model sees
+// exactly the tokens and positions of the unshared sequences, and computes the prefix once.
 struct TokenBatch {
   std::vector<int32_t> tokens;      // (N)
   std::vector<int32_t> positions;   // (N) position within its sequence
-  std::vector<int32_t> cu_seqlens;  // (B+1) prefix sums of the lengths
-  int n_seqs() const { return static_cast<int>(cu_seqlens.size()) - 1; }
+  std::vector<int32_t> cu_seqlens;  // (S+1) prefix sums of the segment lengths
+  std::vector<int32_t> prefix_of;   // (S) the prefix segment a segment continues, −1: none
+  std::vector<int32_t> outputs;     // segments whose last token gives a reward, in sequence order
+  int n_seqs() const { return static_cast<int>(outputs.size()); }  // sequences (rewards)
+  int n_segments() const { return static_cast<int>(cu_seqlens.size()) - 1; }
   int n_tokens() const { return cu_seqlens.empty() ? 0 : cu_seqlens.back(); }
+  bool has_prefixes() const {
+    for (int32_t g : prefix_of)
+      if (g >= 0) return true;
+    return false;
+  }
   void clear();
   // Appends one sequence (already [BOS] ids [EOS] and truncated to the model's max_seq_len).
   void add(const std::vector<int32_t>& seq);
+  // Appends sequences as one group sharing their longest common prefix (at most the shortest one's
+  // length − 1 tokens, so every sequence keeps a last token of its own); with share false, or no
+  // common first token, each is added as by add(). Returns the prefix length used (0: none).
+  int add_shared(const std::vector<const std::vector<int32_t>*>& seqs, bool share = true);
 };
 
 class Model {
@@ -49,8 +64,8 @@ class Model {
   void get_grads(float* host) const;
   void zero_grads();
 
-  // Forward pass; rewards_host gets B·n_heads_out values (row-major [B, H]). Activations are kept
-  // for backward() when keep_activations is set.
+  // Forward pass; rewards_host gets B·n_heads_out values (row-major [B, H], B = batch.n_seqs()).
+  // Activations are kept for backward() when keep_activations is set.
   void forward(const TokenBatch& batch, std::vector<float>& rewards_host, bool keep_activations = true);
   // Backward from drewards[B,H] on the device (as written by Backend::bt_loss). Accumulates grads.
   void backward_device(const float* drewards);
@@ -73,6 +88,7 @@ class Model {
  private:
   struct Acts;
   void upload(const TokenBatch& batch);
+  SeqLayout layout() const;
 
   ModelConfig cfg_;
   Backend& be_;
@@ -83,7 +99,7 @@ class Model {
   void check_interrupt() const;
   std::unique_ptr<Acts> acts_;
   struct {
-    int N = 0, B = 0;
+    int N = 0, B = 0, S = 0;  // tokens, sequences (rewards), segments
     bool keep = false;
   } last_batch_;
 };

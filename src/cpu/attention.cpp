@@ -2,8 +2,11 @@
 // and the flash-style tiled implementation used for training.
 // Grouped-query attention: NH query heads share NKV key/value heads (query head h reads k/v head
 // h / (NH/NKV)); NKV = NH is ordinary multi-head attention.
-// Thread mapping: forward, one work item per (sequence, query head) — it owns that head's out and lse
-// rows; backward, one per (sequence, key/value head) — it owns dK, dV of that head and dQ of its
+// Shared prefixes (backend.h, SeqLayout::prefix_of): a segment that continues a prefix reads the
+// prefix's keys in full before its own, causal ones; every rung walks the two key ranges in turn.
+// Thread mapping: forward, one work item per (segment, query head) — it owns that head's out and lse
+// rows; backward, one per (group, key/value head), a group being a prefix and the segments that
+// continue it (or one plain sequence) — it owns dK, dV of that head on the group's rows and dQ of its
 // query heads. No two threads write the same element, so results are bit-identical for a given
 // thread count. Accumulation in fp32 (the naive reference: double).
 //
@@ -32,14 +35,21 @@ using CStrided = Eigen::Map<const RowMat, 0, Eigen::OuterStride<>>;
 constexpr int kBr = 64, kBc = 256;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// The rows of one sequence and the columns of one query head h and its key/value head g = h / (NH/NKV).
+// The rows of one segment and the columns of one query head h and its key/value head g = h / (NH/NKV).
 // qkv rows hold [q heads (NH·HS) | k heads (NKV·HS) | v heads (NKV·HS)], W = (NH + 2·NKV)·HS floats.
+// A segment that continues a shared prefix (SeqLayout::prefix_of) also reads the P rows of that
+// prefix, from row ctx0, in full: its keys are the virtual sequence [prefix rows | own rows], and
+// `causal` masks own keys after the query. k_off/v_off take a ROW index, so the two ranges are
+// walked separately (KeyRange) and never need to be contiguous.
 struct HeadView {
   int T, C, HS, row0, h, seq;  // C = NH·HS (an output row)
   int W, g, NH, NKV;
+  int ctx0 = 0, P = 0;         // the shared prefix read before the own rows (P = 0: none)
   size_t q_off(int t) const { return static_cast<size_t>(row0 + t) * W + static_cast<size_t>(h) * HS; }
-  size_t k_off(int t) const { return static_cast<size_t>(row0 + t) * W + static_cast<size_t>(NH + g) * HS; }
-  size_t v_off(int t) const { return static_cast<size_t>(row0 + t) * W + static_cast<size_t>(NH + NKV + g) * HS; }
+  size_t k_row(int r) const { return static_cast<size_t>(r) * W + static_cast<size_t>(NH + g) * HS; }
+  size_t v_row(int r) const { return static_cast<size_t>(r) * W + static_cast<size_t>(NH + NKV + g) * HS; }
+  size_t k_off(int t) const { return k_row(row0 + t); }
+  size_t v_off(int t) const { return v_row(row0 + t); }
   size_t o_off(int t) const { return static_cast<size_t>(row0 + t) * C + static_cast<size_t>(h) * HS; }
   HeadView with_head(int q_head) const {
     HeadView v = *this;
@@ -48,11 +58,26 @@ struct HeadView {
   }
 };
 
+// A run of key rows a segment attends to: its shared prefix (every key visible to every query) or
+// its own rows (masked after the query when causal).
+struct KeyRange {
+  int row0, len;
+  bool own;
+};
+int key_ranges(const HeadView& v, KeyRange (&r)[2]) {
+  int n = 0;
+  if (v.P > 0) r[n++] = {v.ctx0, v.P, false};
+  r[n++] = {v.row0, v.T, true};
+  return n;
+}
+
 void flash_forward_head(const HeadView& v, float* out, float* lse, const float* qkv, int NH, bool causal) {
   const int T = v.T, HS = v.HS;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
   RowMat S(kBr, kBc), O(kBr, HS);
   Eigen::VectorXf m(kBr), l(kBr), m_new(kBr), shift(kBr), corr(kBr);
+  KeyRange ranges[2];
+  const int n_ranges = key_ranges(v, ranges);
   for (int i0 = 0; i0 < T; i0 += kBr) {
     const int br = std::min(kBr, T - i0);
     CStrided Q(qkv + v.q_off(i0), br, HS, Eigen::OuterStride<>(v.W));
@@ -60,25 +85,29 @@ void flash_forward_head(const HeadView& v, float* out, float* lse, const float* 
     Ob.setZero();
     m.head(br).setConstant(kNegInf);
     l.head(br).setZero();
-    const int jend = causal ? i0 + br : T;
-    for (int j0 = 0; j0 < jend; j0 += kBc) {
-      const int bc = std::min(kBc, jend - j0);
-      CStrided K(qkv + v.k_off(j0), bc, HS, Eigen::OuterStride<>(v.W));
-      CStrided V(qkv + v.v_off(j0), bc, HS, Eigen::OuterStride<>(v.W));
-      auto Sb = S.topLeftCorner(br, bc);
-      Sb.noalias() = (Q * K.transpose()) * scale;
-      if (causal && j0 + bc > i0)  // diagonal tile: key j0+c is visible to query i0+r iff c ≤ i0+r−j0
-        for (int r = 0; r < br; ++r)
-          for (int c = std::max(0, i0 + r - j0 + 1); c < bc; ++c) Sb(r, c) = kNegInf;
-      m_new.head(br) = Sb.rowwise().maxCoeff().cwiseMax(m.head(br));
-      for (int r = 0; r < br; ++r)  // a row with nothing visible yet subtracts 0 (its scores are all −inf)
-        shift[r] = m_new[r] == kNegInf ? 0.0f : m_new[r];
-      Sb = (Sb.colwise() - shift.head(br)).array().exp().matrix();
-      corr.head(br) = (m.head(br) - shift.head(br)).array().exp().matrix();
-      l.head(br) = l.head(br).cwiseProduct(corr.head(br)) + Sb.rowwise().sum();
-      m.head(br) = m_new.head(br);
-      Ob = corr.head(br).asDiagonal() * Ob;
-      Ob.noalias() += Sb * V;
+    for (int k = 0; k < n_ranges; ++k) {
+      const KeyRange& kr = ranges[k];
+      const bool mask = kr.own && causal;
+      const int jend = mask ? i0 + br : kr.len;
+      for (int j0 = 0; j0 < jend; j0 += kBc) {
+        const int bc = std::min(kBc, jend - j0);
+        CStrided K(qkv + v.k_row(kr.row0 + j0), bc, HS, Eigen::OuterStride<>(v.W));
+        CStrided V(qkv + v.v_row(kr.row0 + j0), bc, HS, Eigen::OuterStride<>(v.W));
+        auto Sb = S.topLeftCorner(br, bc);
+        Sb.noalias() = (Q * K.transpose()) * scale;
+        if (mask && j0 + bc > i0)  // diagonal tile: key j0+c is visible to query i0+r iff c ≤ i0+r−j0
+          for (int r = 0; r < br; ++r)
+            for (int c = std::max(0, i0 + r - j0 + 1); c < bc; ++c) Sb(r, c) = kNegInf;
+        m_new.head(br) = Sb.rowwise().maxCoeff().cwiseMax(m.head(br));
+        for (int r = 0; r < br; ++r)  // a row with nothing visible yet subtracts 0 (its scores are all −inf)
+          shift[r] = m_new[r] == kNegInf ? 0.0f : m_new[r];
+        Sb = (Sb.colwise() - shift.head(br)).array().exp().matrix();
+        corr.head(br) = (m.head(br) - shift.head(br)).array().exp().matrix();
+        l.head(br) = l.head(br).cwiseProduct(corr.head(br)) + Sb.rowwise().sum();
+        m.head(br) = m_new.head(br);
+        Ob = corr.head(br).asDiagonal() * Ob;
+        Ob.noalias() += Sb * V;
+      }
     }
     for (int r = 0; r < br; ++r) {
       float* o = out + v.o_off(i0 + r);
@@ -89,16 +118,18 @@ void flash_forward_head(const HeadView& v, float* out, float* lse, const float* 
   }
 }
 
-// Backward of one key/value head g: dK, dV of g accumulate over the G = NH/NKV query heads that read
-// it (this work item owns them), dQ of each of those heads is its own.
+// Backward of one segment for one key/value head g: dK, dV of g (own rows and the shared prefix's)
+// accumulate over the G = NH/NKV query heads that read it; dQ of each of those heads is assigned.
+// The caller zeroes dK, dV first (a prefix gathers from every segment of its group).
 void flash_backward_group(const HeadView& vg, float* dqkv, const float* dout, const float* qkv, const float* out,
                           const float* lse, bool causal) {
   const int T = vg.T, HS = vg.HS, C = vg.C, NH = vg.NH, G = vg.NH / vg.NKV;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
   const Eigen::OuterStride<> s3(vg.W), s1(C);
-  for (int t = 0; t < T; ++t) std::fill_n(dqkv + vg.k_off(t), HS, 0.0f), std::fill_n(dqkv + vg.v_off(t), HS, 0.0f);
   std::vector<float> D(T);
   RowMat S(kBr, kBc), dP(kBr, kBc);
+  KeyRange ranges[2];
+  const int n_ranges = key_ranges(vg, ranges);
   for (int h = vg.g * G; h < (vg.g + 1) * G; ++h) {
     const HeadView v = vg.with_head(h);
     for (int t = 0; t < T; ++t) {
@@ -109,102 +140,129 @@ void flash_backward_group(const HeadView& vg, float* dqkv, const float* dout, co
       for (int e = 0; e < HS; ++e) sum += o[e] * d[e];
       D[t] = sum;
     }
-    for (int j0 = 0; j0 < T; j0 += kBc) {
-      const int bc = std::min(kBc, T - j0);
-      CStrided K(qkv + v.k_off(j0), bc, HS, s3);
-      CStrided V(qkv + v.v_off(j0), bc, HS, s3);
-      Strided dK(dqkv + v.k_off(j0), bc, HS, s3);
-      Strided dV(dqkv + v.v_off(j0), bc, HS, s3);
-      const int i_first = causal ? (j0 / kBr) * kBr : 0;
-      for (int i0 = i_first; i0 < T; i0 += kBr) {
-        const int br = std::min(kBr, T - i0);
-        CStrided Q(qkv + v.q_off(i0), br, HS, s3);
-        CStrided dO(dout + v.o_off(i0), br, HS, s1);
-        Strided dQ(dqkv + v.q_off(i0), br, HS, s3);
-        auto Sb = S.topLeftCorner(br, bc);
-        auto dPb = dP.topLeftCorner(br, bc);
-        Sb.noalias() = (Q * K.transpose()) * scale;
-        Eigen::Map<const Eigen::VectorXf, 0, Eigen::InnerStride<>> L(lse + static_cast<size_t>(v.row0 + i0) * NH + v.h,
-                                                                     br, Eigen::InnerStride<>(NH));
-        Sb = (Sb.colwise() - L).array().exp().matrix();  // P, recomputed from the saved lse
-        if (causal && j0 + bc > i0)
-          for (int r = 0; r < br; ++r)
-            for (int c = std::max(0, i0 + r - j0 + 1); c < bc; ++c) Sb(r, c) = 0.0f;
-        dV.noalias() += Sb.transpose() * dO;
-        dPb.noalias() = dO * V.transpose();
-        dPb = (Sb.array() * (dPb.colwise() - Eigen::Map<const Eigen::VectorXf>(D.data() + i0, br)).array() * scale).matrix();
-        dQ.noalias() += dPb * K;
-        dK.noalias() += dPb.transpose() * Q;
+    for (int k = 0; k < n_ranges; ++k) {
+      const KeyRange& kr = ranges[k];
+      const bool mask = kr.own && causal;
+      for (int j0 = 0; j0 < kr.len; j0 += kBc) {
+        const int bc = std::min(kBc, kr.len - j0);
+        CStrided K(qkv + v.k_row(kr.row0 + j0), bc, HS, s3);
+        CStrided V(qkv + v.v_row(kr.row0 + j0), bc, HS, s3);
+        Strided dK(dqkv + v.k_row(kr.row0 + j0), bc, HS, s3);
+        Strided dV(dqkv + v.v_row(kr.row0 + j0), bc, HS, s3);
+        const int i_first = mask ? (j0 / kBr) * kBr : 0;
+        for (int i0 = i_first; i0 < T; i0 += kBr) {
+          const int br = std::min(kBr, T - i0);
+          CStrided Q(qkv + v.q_off(i0), br, HS, s3);
+          CStrided dO(dout + v.o_off(i0), br, HS, s1);
+          Strided dQ(dqkv + v.q_off(i0), br, HS, s3);
+          auto Sb = S.topLeftCorner(br, bc);
+          auto dPb = dP.topLeftCorner(br, bc);
+          Sb.noalias() = (Q * K.transpose()) * scale;
+          Eigen::Map<const Eigen::VectorXf, 0, Eigen::InnerStride<>> L(lse + static_cast<size_t>(v.row0 + i0) * NH + v.h,
+                                                                       br, Eigen::InnerStride<>(NH));
+          Sb = (Sb.colwise() - L).array().exp().matrix();  // P, recomputed from the saved lse
+          if (mask && j0 + bc > i0)
+            for (int r = 0; r < br; ++r)
+              for (int c = std::max(0, i0 + r - j0 + 1); c < bc; ++c) Sb(r, c) = 0.0f;
+          dV.noalias() += Sb.transpose() * dO;
+          dPb.noalias() = dO * V.transpose();
+          dPb = (Sb.array() * (dPb.colwise() - Eigen::Map<const Eigen::VectorXf>(D.data() + i0, br)).array() * scale).matrix();
+          dQ.noalias() += dPb * K;
+          dK.noalias() += dPb.transpose() * Q;
+        }
       }
     }
   }
 }
 
-// GEMM-based: the whole score matrix of one (sequence, head), S = QKᵀ·scale (T×T), masked softmax,
-// O = PV. Backward: dV = Pᵀ·dO, dP = dO·Vᵀ, dS = P∘(dP − rowsum(dO∘O)), dQ = dS·K·scale, dK = dSᵀ·Q·scale.
+// GEMM-based: the whole score matrix of one (segment, head), S = QKᵀ·scale (T × (P+T): the shared
+// prefix's columns, then the own ones), masked softmax, O = PV. Backward: dV = Pᵀ·dO, dP = dO·Vᵀ,
+// dS = P∘(dP − rowsum(dO∘O)), dQ = dS·K·scale, dK = dSᵀ·Q·scale, each range's columns against its rows.
 // O(T²) scratch per work item — the rung the flash version improves on.
-void gemm_scores(const HeadView& v, const float* qkv, bool causal, RowMat& P) {
+void gemm_scores(const HeadView& v, const float* qkv, bool causal, RowMat& S) {
   const int T = v.T, HS = v.HS;
   const Eigen::OuterStride<> s3(v.W);
-  CStrided Q(qkv + v.q_off(0), T, HS, s3), K(qkv + v.k_off(0), T, HS, s3);
-  P.resize(T, T);
-  P.noalias() = (Q * K.transpose()) * (1.0f / std::sqrt(static_cast<float>(HS)));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
+  CStrided Q(qkv + v.q_off(0), T, HS, s3);
+  S.resize(T, v.P + T);
+  KeyRange ranges[2];
+  for (int k = 0, n = key_ranges(v, ranges), col = 0; k < n; col += ranges[k].len, ++k) {
+    CStrided K(qkv + v.k_row(ranges[k].row0), ranges[k].len, HS, s3);
+    S.middleCols(col, ranges[k].len).noalias() = (Q * K.transpose()) * scale;
+  }
   if (causal)
-    for (int r = 0; r < T; ++r) P.row(r).tail(T - r - 1).setConstant(kNegInf);
+    for (int r = 0; r < T; ++r) S.row(r).tail(T - r - 1).setConstant(kNegInf);
 }
 
 void gemm_forward_head(const HeadView& v, float* out, float* lse, const float* qkv, int NH, bool causal) {
   const int T = v.T, HS = v.HS, C = v.C;
+  const Eigen::OuterStride<> s3(v.W);
   thread_local RowMat P;
   gemm_scores(v, qkv, causal, P);
   Eigen::VectorXf mx = P.rowwise().maxCoeff();
   P = (P.colwise() - mx).array().exp().matrix();
   Eigen::VectorXf z = P.rowwise().sum();
   P = z.cwiseInverse().asDiagonal() * P;
-  CStrided V(qkv + v.v_off(0), T, HS, Eigen::OuterStride<>(v.W));
   Strided O(out + v.o_off(0), T, HS, Eigen::OuterStride<>(C));
-  O.noalias() = P * V;
+  O.setZero();
+  KeyRange ranges[2];
+  for (int k = 0, n = key_ranges(v, ranges), col = 0; k < n; col += ranges[k].len, ++k) {
+    CStrided V(qkv + v.v_row(ranges[k].row0), ranges[k].len, HS, s3);
+    O.noalias() += P.middleCols(col, ranges[k].len) * V;
+  }
   for (int r = 0; r < T; ++r) lse[static_cast<size_t>(v.row0 + r) * NH + v.h] = mx[r] + std::log(z[r]);
 }
 
+// dK, dV accumulate (the caller zeroes them), dQ is assigned.
 void gemm_backward_group(const HeadView& vg, float* dqkv, const float* dout, const float* qkv, const float* out,
                          const float* lse, bool causal) {
   const int T = vg.T, HS = vg.HS, C = vg.C, NH = vg.NH, G = vg.NH / vg.NKV;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
   const Eigen::OuterStride<> s3(vg.W), s1(C);
   thread_local RowMat P, dP;
-  Strided dK(dqkv + vg.k_off(0), T, HS, s3), dV(dqkv + vg.v_off(0), T, HS, s3);
-  dK.setZero(), dV.setZero();
+  KeyRange ranges[2];
+  const int n_ranges = key_ranges(vg, ranges);
   for (int h = vg.g * G; h < (vg.g + 1) * G; ++h) {
     const HeadView v = vg.with_head(h);
     gemm_scores(v, qkv, causal, P);
     Eigen::Map<const Eigen::VectorXf, 0, Eigen::InnerStride<>> L(lse + static_cast<size_t>(v.row0) * NH + v.h, T,
                                                                  Eigen::InnerStride<>(NH));
     P = (P.colwise() - L).array().exp().matrix();
-    CStrided Q(qkv + v.q_off(0), T, HS, s3), K(qkv + v.k_off(0), T, HS, s3), V(qkv + v.v_off(0), T, HS, s3);
+    CStrided Q(qkv + v.q_off(0), T, HS, s3);
     CStrided dO(dout + v.o_off(0), T, HS, s1), O(out + v.o_off(0), T, HS, s1);
     Strided dQ(dqkv + v.q_off(0), T, HS, s3);
-    dV.noalias() += P.transpose() * dO;
-    dP.resize(T, T);
-    dP.noalias() = dO * V.transpose();
+    dP.resize(T, v.P + T);
+    for (int k = 0, col = 0; k < n_ranges; col += ranges[k].len, ++k) {
+      CStrided V(qkv + v.v_row(ranges[k].row0), ranges[k].len, HS, s3);
+      Strided dV(dqkv + v.v_row(ranges[k].row0), ranges[k].len, HS, s3);
+      dV.noalias() += P.middleCols(col, ranges[k].len).transpose() * dO;
+      dP.middleCols(col, ranges[k].len).noalias() = dO * V.transpose();
+    }
     Eigen::VectorXf D = (dO.array() * O.array()).rowwise().sum();
     dP = (P.array() * (dP.colwise() - D).array() * scale).matrix();
-    dQ.noalias() = dP * K;
-    dK.noalias() += dP.transpose() * Q;
+    dQ.setZero();
+    for (int k = 0, col = 0; k < n_ranges; col += ranges[k].len, ++k) {
+      CStrided K(qkv + v.k_row(ranges[k].row0), ranges[k].len, HS, s3);
+      Strided dK(dqkv + v.k_row(ranges[k].row0), ranges[k].len, HS, s3);
+      dQ.noalias() += dP.middleCols(col, ranges[k].len) * K;
+      dK.noalias() += dP.middleCols(col, ranges[k].len).transpose() * Q;
+    }
   }
 }
 
-// Naive reference: double accumulation, full score rows; O(T) scratch per query.
+// Naive reference: double accumulation, full score rows; O(P+T) scratch per query. Key j < P is
+// prefix row ctx0 + j, key j ≥ P own row j − P.
 void naive_forward_head(const HeadView& v, float* out, float* lse, const float* qkv, int NH, bool causal) {
-  const int T = v.T, HS = v.HS;
+  const int T = v.T, HS = v.HS, P = v.P;
   const double scale = 1.0 / std::sqrt(static_cast<double>(HS));
-  std::vector<double> s(T), o(HS);
+  std::vector<double> s(P + T), o(HS);
+  auto key_row = [&](int j) { return j < P ? v.ctx0 + j : v.row0 + j - P; };
   for (int i = 0; i < T; ++i) {
     const float* q = qkv + v.q_off(i);
-    const int jn = causal ? i + 1 : T;
+    const int jn = P + (causal ? i + 1 : T);
     double mx = -std::numeric_limits<double>::infinity();
     for (int j = 0; j < jn; ++j) {
-      const float* k = qkv + v.k_off(j);
+      const float* k = qkv + v.k_row(key_row(j));
       double d = 0;
       for (int e = 0; e < HS; ++e) d += static_cast<double>(q[e]) * k[e];
       s[j] = d * scale;
@@ -215,7 +273,7 @@ void naive_forward_head(const HeadView& v, float* out, float* lse, const float* 
     for (int j = 0; j < jn; ++j) {
       const double p = std::exp(s[j] - mx);
       z += p;
-      const float* vv = qkv + v.v_off(j);
+      const float* vv = qkv + v.v_row(key_row(j));
       for (int e = 0; e < HS; ++e) o[e] += p * vv[e];
     }
     for (int e = 0; e < HS; ++e) out[v.o_off(i) + e] = static_cast<float>(o[e] / z);
@@ -223,11 +281,14 @@ void naive_forward_head(const HeadView& v, float* out, float* lse, const float* 
   }
 }
 
+// dq assigned; dk, dv of every key row it reads accumulate in double into dkv (rows of the group
+// starting at group_row0, [dk | dv] of HS each), written once by the caller.
 void naive_backward_group(const HeadView& vg, float* dqkv, const float* dout, const float* qkv, const float* out,
-                          const float* lse, bool causal) {
-  const int T = vg.T, HS = vg.HS, NH = vg.NH, G = vg.NH / vg.NKV;
+                          const float* lse, bool causal, std::vector<double>& dkv, int group_row0) {
+  const int T = vg.T, HS = vg.HS, NH = vg.NH, G = vg.NH / vg.NKV, P = vg.P;
   const double scale = 1.0 / std::sqrt(static_cast<double>(HS));
-  std::vector<double> dq(static_cast<size_t>(T) * HS), dk(dq.size(), 0.0), dv(dq.size(), 0.0);
+  std::vector<double> dq(static_cast<size_t>(T) * HS);
+  auto key_row = [&](int j) { return j < P ? vg.ctx0 + j : vg.row0 + j - P; };
   for (int h = vg.g * G; h < (vg.g + 1) * G; ++h) {
     const HeadView v = vg.with_head(h);
     std::fill(dq.begin(), dq.end(), 0.0);
@@ -237,55 +298,90 @@ void naive_backward_group(const HeadView& vg, float* dqkv, const float* dout, co
       double D = 0;
       for (int e = 0; e < HS; ++e) D += static_cast<double>(dO[e]) * out[v.o_off(i) + e];
       const double L = lse[static_cast<size_t>(v.row0 + i) * NH + v.h];
-      const int jn = causal ? i + 1 : T;
+      const int jn = P + (causal ? i + 1 : T);
       for (int j = 0; j < jn; ++j) {
-        const float* k = qkv + v.k_off(j);
-        const float* vv = qkv + v.v_off(j);
+        const int row = key_row(j);
+        const float* k = qkv + v.k_row(row);
+        const float* vv = qkv + v.v_row(row);
         double sdot = 0, dp = 0;
         for (int e = 0; e < HS; ++e) sdot += static_cast<double>(q[e]) * k[e], dp += static_cast<double>(dO[e]) * vv[e];
         const double p = std::exp(sdot * scale - L), ds = p * (dp - D) * scale;
+        double* acc = dkv.data() + static_cast<size_t>(row - group_row0) * 2 * HS;
         for (int e = 0; e < HS; ++e) {
-          dv[static_cast<size_t>(j) * HS + e] += p * dO[e];
+          acc[HS + e] += p * dO[e];
           dq[static_cast<size_t>(i) * HS + e] += ds * k[e];
-          dk[static_cast<size_t>(j) * HS + e] += ds * q[e];
+          acc[e] += ds * q[e];
         }
       }
     }
     for (int t = 0; t < T; ++t)
       for (int e = 0; e < HS; ++e) dqkv[v.q_off(t) + e] = static_cast<float>(dq[static_cast<size_t>(t) * HS + e]);
   }
-  for (int t = 0; t < T; ++t)
-    for (int e = 0; e < HS; ++e) {
-      dqkv[vg.k_off(t) + e] = static_cast<float>(dk[static_cast<size_t>(t) * HS + e]);
-      dqkv[vg.v_off(t) + e] = static_cast<float>(dv[static_cast<size_t>(t) * HS + e]);
+}
+
+// The packed segments of one call: rows cu[s]..cu[s+1] for segment s, and for each segment the
+// shared prefix it continues (prefix_of[s], −1 or a null array: none). A group is a segment with no
+// prefix followed by the segments that continue it — the unit of the backward's work split, since
+// every segment of a group adds into the prefix's dK, dV.
+struct Packing {
+  const int32_t* cu;
+  int B;
+  const int32_t* prefix_of;
+  int prefix(int s) const { return prefix_of ? prefix_of[s] : -1; }
+};
+
+HeadView head_view(const Packing& pk, int s, int h, int NH, int NKV, int HS) {
+  HeadView v{pk.cu[s + 1] - pk.cu[s], NH * HS, HS, pk.cu[s], h, s, (NH + 2 * NKV) * HS, h / (NH / NKV), NH, NKV};
+  if (const int g = pk.prefix(s); g >= 0) v.ctx0 = pk.cu[g], v.P = pk.cu[g + 1] - pk.cu[g];
+  return v;
+}
+
+// The first segment of each group, plus B at the end; throws on a prefix_of that is not a group layout.
+std::vector<int> group_starts(const Packing& pk) {
+  std::vector<int> starts;
+  int leader = -1;
+  for (int s = 0; s < pk.B; ++s) {
+    const int g = pk.prefix(s);
+    if (g < 0) {
+      starts.push_back(s), leader = s;
+    } else if (g != leader) {
+      throw std::invalid_argument("attention: segment " + std::to_string(s) + " continues prefix " + std::to_string(g) +
+                                  ", which is not the segment that opens its group");
     }
+  }
+  starts.push_back(pk.B);
+  return starts;
 }
 
-HeadView head_view(const int32_t* cu, int s, int h, int NH, int NKV, int HS) {
-  return HeadView{cu[s + 1] - cu[s], NH * HS, HS, cu[s], h, s, (NH + 2 * NKV) * HS, h / (NH / NKV), NH, NKV};
-}
-
-// One work item per (sequence, query head): the forward passes.
+// One work item per (segment, query head): the forward passes.
 template <class Fn>
-void for_each_head(const int32_t* cu, int B, int NH, int NKV, int HS, const Fn& fn) {
-  const long items = static_cast<long>(B) * NH;
+void for_each_head(const Packing& pk, int NH, int NKV, int HS, const Fn& fn) {
+  group_starts(pk);  // validates the layout
+  const long items = static_cast<long>(pk.B) * NH;
 #pragma omp parallel for schedule(static)
   for (long w = 0; w < items; ++w) {
-    const HeadView v = head_view(cu, static_cast<int>(w / NH), static_cast<int>(w % NH), NH, NKV, HS);
+    const HeadView v = head_view(pk, static_cast<int>(w / NH), static_cast<int>(w % NH), NH, NKV, HS);
     if (v.T > 0) fn(v);
   }
 }
 
-// One work item per (sequence, key/value head), the view on its first query head: the backward
-// passes, where the group's query heads all add into the same dK, dV.
+// One work item per (group, key/value head): the backward passes, where the group's query heads all
+// add into the same dK, dV, and a group's segments into its prefix's. fn(first, end, g) handles the
+// group's segments [first, end) for key/value head g.
 template <class Fn>
-void for_each_group(const int32_t* cu, int B, int NH, int NKV, int HS, const Fn& fn) {
-  const long items = static_cast<long>(B) * NKV;
+void for_each_group(const Packing& pk, int NKV, const Fn& fn) {
+  const std::vector<int> starts = group_starts(pk);
+  const long items = static_cast<long>(starts.size() - 1) * NKV;
 #pragma omp parallel for schedule(static)
-  for (long w = 0; w < items; ++w) {
-    const int g = static_cast<int>(w % NKV);
-    const HeadView v = head_view(cu, static_cast<int>(w / NKV), g * (NH / NKV), NH, NKV, HS);
-    if (v.T > 0) fn(v);
+  for (long w = 0; w < items; ++w) fn(starts[w / NKV], starts[w / NKV + 1], static_cast<int>(w % NKV));
+}
+
+// Zeroes dK, dV of key/value head g on rows [r0, r1).
+void zero_dkv(float* dqkv, int r0, int r1, int g, int NH, int NKV, int HS) {
+  const size_t W = static_cast<size_t>(NH + 2 * NKV) * HS;
+  for (int r = r0; r < r1; ++r) {
+    std::fill_n(dqkv + r * W + static_cast<size_t>(NH + g) * HS, HS, 0.0f);
+    std::fill_n(dqkv + r * W + static_cast<size_t>(NH + NKV + g) * HS, HS, 0.0f);
   }
 }
 
@@ -313,9 +409,9 @@ AttnImpl parse_attn_impl(const std::string& name) {
 }
 
 void attention_forward(AttnImpl impl, float* out, float* lse, const float* qkv, const int32_t* cu, int B, int NH,
-                       int NKV, int HS, bool causal) {
+                       int NKV, int HS, bool causal, const int32_t* prefix_of) {
   check_heads(NH, NKV);
-  for_each_head(cu, B, NH, NKV, HS, [&](const HeadView& v) {
+  for_each_head(Packing{cu, B, prefix_of}, NH, NKV, HS, [&](const HeadView& v) {
     switch (impl) {
       case AttnImpl::Naive: return naive_forward_head(v, out, lse, qkv, NH, causal);
       case AttnImpl::Gemm: return gemm_forward_head(v, out, lse, qkv, NH, causal);
@@ -325,61 +421,101 @@ void attention_forward(AttnImpl impl, float* out, float* lse, const float* qkv, 
 }
 
 void attention_backward(AttnImpl impl, float* dqkv, const float* dout, const float* qkv, const float* out,
-                        const float* lse, const int32_t* cu, int B, int NH, int NKV, int HS, bool causal) {
+                        const float* lse, const int32_t* cu, int B, int NH, int NKV, int HS, bool causal,
+                        const int32_t* prefix_of) {
   check_heads(NH, NKV);
-  for_each_group(cu, B, NH, NKV, HS, [&](const HeadView& v) {
-    switch (impl) {
-      case AttnImpl::Naive: return naive_backward_group(v, dqkv, dout, qkv, out, lse, causal);
-      case AttnImpl::Gemm: return gemm_backward_group(v, dqkv, dout, qkv, out, lse, causal);
-      case AttnImpl::Flash: return flash_backward_group(v, dqkv, dout, qkv, out, lse, causal);
+  const Packing pk{cu, B, prefix_of};
+  for_each_group(pk, NKV, [&](int first, int end, int g) {
+    const int r0 = cu[first], r1 = cu[end];
+    std::vector<double> dkv;
+    if (impl == AttnImpl::Naive) dkv.assign(static_cast<size_t>(r1 - r0) * 2 * HS, 0.0);
+    else zero_dkv(dqkv, r0, r1, g, NH, NKV, HS);
+    for (int s = first; s < end; ++s) {
+      const HeadView v = head_view(pk, s, g * (NH / NKV), NH, NKV, HS);
+      if (v.T == 0) continue;
+      switch (impl) {
+        case AttnImpl::Naive: naive_backward_group(v, dqkv, dout, qkv, out, lse, causal, dkv, r0); break;
+        case AttnImpl::Gemm: gemm_backward_group(v, dqkv, dout, qkv, out, lse, causal); break;
+        case AttnImpl::Flash: flash_backward_group(v, dqkv, dout, qkv, out, lse, causal); break;
+      }
     }
+    if (impl != AttnImpl::Naive) return;
+    const HeadView v = head_view(pk, first, g * (NH / NKV), NH, NKV, HS);
+    for (int r = r0; r < r1; ++r)
+      for (int e = 0; e < HS; ++e) {
+        dqkv[v.k_row(r) + e] = static_cast<float>(dkv[static_cast<size_t>(r - r0) * 2 * HS + e]);
+        dqkv[v.v_row(r) + e] = static_cast<float>(dkv[static_cast<size_t>(r - r0) * 2 * HS + HS + e]);
+      }
   });
 }
 
-// Last-query attention: the query is the sequence's last row.
+// Last-query attention: the query is the segment's last row, its keys the shared prefix's rows and
+// all of its own (columns [prefix | own] as in the GEMM rung).
 //   s_j = q·k_j·scale, p = softmax(s), o = Σ p_j v_j;  backward: dv_j = p_j·do, ds_j = p_j(do·v_j − do·o)·scale,
 //   dq = Σ ds_j k_j, dk_j = ds_j q  (dk, dv summed over the query heads of a key/value head).
 void attention_last_forward(float* out, float* lse, const float* qkv, const int32_t* cu, int B, int NH, int NKV,
-                            int HS) {
+                            int HS, const int32_t* prefix_of) {
   check_heads(NH, NKV);
-  for_each_head(cu, B, NH, NKV, HS, [&](const HeadView& v) {
+  for_each_head(Packing{cu, B, prefix_of}, NH, NKV, HS, [&](const HeadView& v) {
     const int T = v.T, C = v.C;
     const Eigen::OuterStride<> s3(v.W);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
     Eigen::Map<const Eigen::RowVectorXf> q(qkv + v.q_off(T - 1), HS);
-    CStrided K(qkv + v.k_off(0), T, HS, s3), V(qkv + v.v_off(0), T, HS, s3);
-    Eigen::RowVectorXf p = (q * K.transpose()) / std::sqrt(static_cast<float>(HS));
+    KeyRange ranges[2];
+    const int n = key_ranges(v, ranges);
+    Eigen::RowVectorXf p(v.P + T);
+    for (int k = 0, col = 0; k < n; col += ranges[k].len, ++k) {
+      CStrided K(qkv + v.k_row(ranges[k].row0), ranges[k].len, HS, s3);
+      p.segment(col, ranges[k].len).noalias() = (q * K.transpose()) * scale;
+    }
     const float mx = p.maxCoeff();
     p = (p.array() - mx).exp().matrix();
     const float z = p.sum();
+    p /= z;
     Eigen::Map<Eigen::RowVectorXf> o(out + static_cast<size_t>(v.seq) * C + static_cast<size_t>(v.h) * HS, HS);
-    o.noalias() = (p / z) * V;
+    o.setZero();
+    for (int k = 0, col = 0; k < n; col += ranges[k].len, ++k) {
+      CStrided V(qkv + v.v_row(ranges[k].row0), ranges[k].len, HS, s3);
+      o.noalias() += p.segment(col, ranges[k].len) * V;
+    }
     lse[static_cast<size_t>(v.seq) * NH + v.h] = mx + std::log(z);
   });
 }
 
 void attention_last_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
-                             const int32_t* cu, int B, int NH, int NKV, int HS) {
+                             const int32_t* cu, int B, int NH, int NKV, int HS, const int32_t* prefix_of) {
   check_heads(NH, NKV);
-  for_each_group(cu, B, NH, NKV, HS, [&](const HeadView& vg) {
-    const int T = vg.T, C = vg.C, G = NH / NKV;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
-    const Eigen::OuterStride<> s3(vg.W);
-    CStrided K(qkv + vg.k_off(0), T, HS, s3), V(qkv + vg.v_off(0), T, HS, s3);
-    Strided dK(dqkv + vg.k_off(0), T, HS, s3), dV(dqkv + vg.v_off(0), T, HS, s3);
-    dK.setZero(), dV.setZero();
-    for (int h = vg.g * G; h < (vg.g + 1) * G; ++h) {
-      const HeadView v = vg.with_head(h);
-      Eigen::Map<const Eigen::RowVectorXf> q(qkv + v.q_off(T - 1), HS);
-      const size_t row = static_cast<size_t>(v.seq) * C + static_cast<size_t>(v.h) * HS;
-      Eigen::Map<const Eigen::RowVectorXf> dO(dout + row, HS), O(out + row, HS);
-      Eigen::RowVectorXf p = ((q * K.transpose()) * scale).array() - lse[static_cast<size_t>(v.seq) * NH + v.h];
-      p = p.array().exp().matrix();
-      Eigen::RowVectorXf ds = (p.array() * ((dO * V.transpose()).array() - dO.dot(O)) * scale).matrix();
-      Strided dQ(dqkv + v.q_off(0), T, HS, s3);
-      dQ.setZero();
-      dQ.row(T - 1).noalias() = ds * K;
-      dK.noalias() += ds.transpose() * q;
-      dV.noalias() += p.transpose() * dO;
+  const Packing pk{cu, B, prefix_of};
+  const int G = NH / NKV, C = NH * HS;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
+  for_each_group(pk, NKV, [&](int first, int end, int g) {
+    zero_dkv(dqkv, cu[first], cu[end], g, NH, NKV, HS);
+    for (int s = first; s < end; ++s) {
+      const HeadView vg = head_view(pk, s, g * G, NH, NKV, HS);
+      const int T = vg.T;
+      if (T == 0) continue;
+      const Eigen::OuterStride<> s3(vg.W);
+      KeyRange ranges[2];
+      const int n = key_ranges(vg, ranges);
+      for (int h = vg.g * G; h < (vg.g + 1) * G; ++h) {
+        const HeadView v = vg.with_head(h);
+        Eigen::Map<const Eigen::RowVectorXf> q(qkv + v.q_off(T - 1), HS);
+        const size_t row = static_cast<size_t>(v.seq) * C + static_cast<size_t>(v.h) * HS;
+        Eigen::Map<const Eigen::RowVectorXf> dO(dout + row, HS), O(out + row, HS);
+        const float L = lse[static_cast<size_t>(v.seq) * NH + v.h], dOO = dO.dot(O);
+        Strided dQ(dqkv + v.q_off(0), T, HS, s3);
+        dQ.setZero();
+        for (int k = 0; k < n; ++k) {
+          CStrided K(qkv + v.k_row(ranges[k].row0), ranges[k].len, HS, s3), V(qkv + v.v_row(ranges[k].row0), ranges[k].len, HS, s3);
+          Strided dK(dqkv + v.k_row(ranges[k].row0), ranges[k].len, HS, s3), dV(dqkv + v.v_row(ranges[k].row0), ranges[k].len, HS, s3);
+          Eigen::RowVectorXf p = ((q * K.transpose()) * scale).array() - L;
+          p = p.array().exp().matrix();
+          Eigen::RowVectorXf ds = (p.array() * ((dO * V.transpose()).array() - dOO) * scale).matrix();
+          dQ.row(T - 1).noalias() += ds * K;
+          dK.noalias() += ds.transpose() * q;
+          dV.noalias() += p.transpose() * dO;
+        }
+      }
     }
   });
 }

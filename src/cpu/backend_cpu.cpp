@@ -108,22 +108,23 @@ class CpuBackend final : public Backend {
   void attention_forward(float* out, float* lse, const float* qkv, const SeqLayout& s, int NH, int NKV,
                          int HS) override {
     Op op(this, "attention");
-    cpu::attention_forward(attn_, out, lse, qkv, s.host_cu_seqlens, s.n_seqs, NH, NKV, HS, true);
+    cpu::attention_forward(attn_, out, lse, qkv, s.host_cu_seqlens, s.n_seqs, NH, NKV, HS, true, s.host_prefix_of);
   }
   void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
                           const SeqLayout& s, int NH, int NKV, int HS) override {
     Op op(this, "attention_bwd");
-    cpu::attention_backward(attn_, dqkv, dout, qkv, out, lse, s.host_cu_seqlens, s.n_seqs, NH, NKV, HS, true);
+    cpu::attention_backward(attn_, dqkv, dout, qkv, out, lse, s.host_cu_seqlens, s.n_seqs, NH, NKV, HS, true,
+                            s.host_prefix_of);
   }
   void attention_last_forward(float* out, float* lse, const float* qkv, const SeqLayout& s, int NH, int NKV,
                               int HS) override {
     Op op(this, "attention");
-    cpu::attention_last_forward(out, lse, qkv, s.host_cu_seqlens, s.n_seqs, NH, NKV, HS);
+    cpu::attention_last_forward(out, lse, qkv, s.host_cu_seqlens, s.n_seqs, NH, NKV, HS, s.host_prefix_of);
   }
   void attention_last_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
                                const SeqLayout& s, int NH, int NKV, int HS) override {
     Op op(this, "attention_bwd");
-    cpu::attention_last_backward(dqkv, dout, qkv, out, lse, s.host_cu_seqlens, s.n_seqs, NH, NKV, HS);
+    cpu::attention_last_backward(dqkv, dout, qkv, out, lse, s.host_cu_seqlens, s.n_seqs, NH, NKV, HS, s.host_prefix_of);
   }
   void gather_rows(float* out, const float* inp, const int32_t* rows, int R, int C) override {
     Op op(this, "gather");

@@ -211,9 +211,14 @@ class CudaBackend final : public Backend {
   }
 
   // ---- attention (grouped-query; qkv rows [q heads | k heads | v heads], AttnShape::k_col / v_col) ----
+  static void no_shared_prefixes(const SeqLayout& s) {
+    if (s.prefix_of)
+      throw std::runtime_error("shared-prefix packing is not implemented by the CUDA attention kernels yet");
+  }
   void attention_forward(float* out, float* lse, const float* qkv, const SeqLayout& s, int NH, int NKV,
                          int HS) override {
     Timed t(this, "attention");
+    no_shared_prefixes(s);
     const cuda::AttnShape sh = shape(s, NH, NKV, HS);
     const long C = long(NH) * HS, W = sh.qkv_cols();
     cuda::AttnFwd a{qkv, qkv + sh.k_col(), qkv + sh.v_col(), W, W, W, out, C, lse};
@@ -222,6 +227,7 @@ class CudaBackend final : public Backend {
   void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
                           const SeqLayout& s, int NH, int NKV, int HS) override {
     Timed t(this, "attention_bwd");
+    no_shared_prefixes(s);
     const cuda::AttnShape sh = shape(s, NH, NKV, HS);
     const long C = long(NH) * HS, W = sh.qkv_cols();
     cuda::AttnBwd a{qkv, qkv + sh.k_col(), qkv + sh.v_col(), out, dout, W, W, W, C, C, lse,
@@ -232,11 +238,13 @@ class CudaBackend final : public Backend {
   void attention_last_forward(float* out, float* lse, const float* qkv, const SeqLayout& s, int NH, int NKV,
                               int HS) override {
     Timed t(this, "attention");
+    no_shared_prefixes(s);
     cuda::attention_last_forward(out, lse, qkv, s.cu_seqlens, s.n_seqs, NH, NKV, HS, stream_);
   }
   void attention_last_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
                                const SeqLayout& s, int NH, int NKV, int HS) override {
     Timed t(this, "attention_bwd");
+    no_shared_prefixes(s);
     cuda::attention_last_backward(dqkv, dout, qkv, out, lse, s.cu_seqlens, s.n_seqs, s.n_tokens, NH, NKV, HS, stream_);
   }
   void gather_rows(float* out, const float* inp, const int32_t* rows, int R, int C) override {

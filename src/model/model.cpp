@@ -28,14 +28,45 @@ void TokenBatch::clear() {
   tokens.clear();
   positions.clear();
   cu_seqlens.assign(1, 0);
+  prefix_of.clear();
+  outputs.clear();
 }
 
+namespace {
+void add_segment(TokenBatch& b, const int32_t* ids, size_t n, int32_t pos0, int32_t prefix, bool output) {
+  if (b.cu_seqlens.empty()) b.cu_seqlens.push_back(0);
+  b.tokens.insert(b.tokens.end(), ids, ids + n);
+  for (size_t i = 0; i < n; ++i) b.positions.push_back(pos0 + static_cast<int32_t>(i));
+  if (output) b.outputs.push_back(b.n_segments());
+  b.prefix_of.push_back(prefix);
+  b.cu_seqlens.push_back(b.cu_seqlens.back() + static_cast<int32_t>(n));
+}
+}  // namespace
+
 void TokenBatch::add(const std::vector<int32_t>& seq) {
-  if (cu_seqlens.empty()) cu_seqlens.push_back(0);
   if (seq.empty()) throw std::invalid_argument("TokenBatch::add: empty sequence");
-  tokens.insert(tokens.end(), seq.begin(), seq.end());
-  for (size_t i = 0; i < seq.size(); ++i) positions.push_back(static_cast<int32_t>(i));
-  cu_seqlens.push_back(cu_seqlens.back() + static_cast<int32_t>(seq.size()));
+  add_segment(*this, seq.data(), seq.size(), 0, -1, true);
+}
+
+int TokenBatch::add_shared(const std::vector<const std::vector<int32_t>*>& seqs, bool share) {
+  size_t p = 0;
+  if (share && seqs.size() > 1) {
+    size_t shortest = seqs[0]->size();
+    for (const auto* s : seqs) shortest = std::min(shortest, s->size());
+    for (p = 0; p + 1 < shortest; ++p) {
+      bool same = true;
+      for (const auto* s : seqs) same = same && (*s)[p] == (*seqs[0])[p];
+      if (!same) break;
+    }
+  }
+  if (p == 0) {
+    for (const auto* s : seqs) add(*s);
+    return 0;
+  }
+  const int32_t prefix = n_segments();
+  add_segment(*this, seqs[0]->data(), p, 0, -1, false);
+  for (const auto* s : seqs) add_segment(*this, s->data() + p, s->size() - p, static_cast<int32_t>(p), prefix, true);
+  return static_cast<int>(p);
 }
 
 // Activation buffers: ONE device allocation (the arena), carved by a size table. Blocks that keep
@@ -60,12 +91,16 @@ struct Model::Acts {
   std::vector<Layer> layers;     // kept blocks
   Layer scratch;                 // every block that keeps nothing
   float* pingpong[2];            // (N,C) residual stream through the blocks that keep nothing
+  // per segment (B of them): its last row through the last block and the head
   float *eos_in, *eos_x, *lnf, *lnf_mean, *lnf_rstd, *rewards;  // (B,C) (B,C) (B,C) (B) (B) (B,H)
+  float *out_rewards, *d_seg_rewards;  // (B,H) (B,H): the output segments' rewards, and their scatter back
   // backward scratch (kept only)
   float *dres, *d_ln, *d_att, *d_qkv, *d_act, *d_fc;  // (N,C) (N,C) (N,NH·HS) (N,QKV) (N,F) (N,F|2F)
   float *d_lnf, *d_eos, *drewards;                    // (B,C) (B,C) (B,H)
   int32_t *ids, *pos, *cu_seqlens, *eos_rows;         // (N) (N) (B+1) (B)
-  std::vector<int32_t> host_cu, host_eos;
+  int32_t *prefix_of, *out_segs;                      // (B) (B): shared prefixes, output segments
+  std::vector<int32_t> host_cu, host_eos, host_prefix;
+  bool shared = false;  // the uploaded batch has shared prefixes
 
   // Lays out every buffer for N tokens and B sequences from `base` (null: only measure); returns bytes.
   size_t carve(const ModelConfig& c, size_t n, size_t B, bool keep, int first_kept, std::byte* base) {
@@ -94,15 +129,15 @@ struct Model::Acts {
     take_layer(scratch);
     take(pingpong[0], n * C), take(pingpong[1], n * C);
     take(eos_in, B * C), take(eos_x, B * C), take(lnf, B * C), take(lnf_mean, B), take(lnf_rstd, B);
-    take(rewards, B * H);
+    take(rewards, B * H), take(out_rewards, B * H);
     if (keep) {
       take(dres, n * C), take(d_ln, n * C), take(d_att, n * A);
       take(d_qkv, n * QKV), take(d_act, n * F), take(d_fc, n * FC);
-      take(d_lnf, B * C), take(d_eos, B * C), take(drewards, B * H);
+      take(d_lnf, B * C), take(d_eos, B * C), take(drewards, B * H), take(d_seg_rewards, B * H);
     } else {
-      dres = d_ln = d_att = d_qkv = d_act = d_fc = d_lnf = d_eos = drewards = nullptr;
+      dres = d_ln = d_att = d_qkv = d_act = d_fc = d_lnf = d_eos = drewards = d_seg_rewards = nullptr;
     }
-    take(ids, n), take(pos, n), take(cu_seqlens, B + 1), take(eos_rows, B);
+    take(ids, n), take(pos, n), take(cu_seqlens, B + 1), take(eos_rows, B), take(prefix_of, B), take(out_segs, B);
     return used;
   }
   // keep: a training forward; first_kept = the model's frozen blocks (or n_layers when not keeping).
@@ -140,9 +175,10 @@ void Model::get_grads(float* host) const { be_.to_host(host, grads_.data(), tabl
 void Model::zero_grads() { be_.fill(grads_.data(), 0.0f, table_.total()); }
 
 void Model::upload(const TokenBatch& batch) {
-  const int N = batch.n_tokens(), B = batch.n_seqs();
+  const int N = batch.n_tokens(), S = batch.n_segments(), B = batch.n_seqs();
   if (B <= 0 || N <= 0) throw std::invalid_argument("Model::forward: empty batch");
-  if (batch.tokens.size() != static_cast<size_t>(N) || batch.positions.size() != static_cast<size_t>(N))
+  if (batch.tokens.size() != static_cast<size_t>(N) || batch.positions.size() != static_cast<size_t>(N) ||
+      batch.prefix_of.size() != static_cast<size_t>(S))
     throw std::invalid_argument("Model::forward: inconsistent TokenBatch");
   for (int i = 0; i < N; ++i) {
     if (batch.tokens[i] < 0 || batch.tokens[i] >= cfg_.vocab_size)
@@ -150,14 +186,43 @@ void Model::upload(const TokenBatch& batch) {
     if (batch.positions[i] < 0 || batch.positions[i] >= cfg_.max_seq_len)
       throw std::out_of_range("sequence longer than max_seq_len");
   }
+  // The group layout of SeqLayout: a segment continues the segment that opened its group, or none.
+  for (int s = 0, leader = -1; s < S; ++s) {
+    const int g = batch.prefix_of[s];
+    if (batch.cu_seqlens[s + 1] <= batch.cu_seqlens[s]) throw std::invalid_argument("Model::forward: empty segment");
+    if (g < 0) leader = s;
+    else if (g != leader) throw std::invalid_argument("Model::forward: a segment continues a prefix out of place");
+  }
+  for (int k = 0; k < B; ++k)
+    if (batch.outputs[k] < 0 || batch.outputs[k] >= S || (k > 0 && batch.outputs[k] <= batch.outputs[k - 1]))
+      throw std::invalid_argument("Model::forward: output segments out of order");
   Acts& a = *acts_;
   a.host_cu = batch.cu_seqlens;
-  a.host_eos.resize(B);
-  for (int s = 0; s < B; ++s) a.host_eos[s] = batch.cu_seqlens[s + 1] - 1;
+  a.host_eos.resize(S);
+  for (int s = 0; s < S; ++s) a.host_eos[s] = batch.cu_seqlens[s + 1] - 1;
+  a.host_prefix = batch.prefix_of;
   be_.to_device(a.ids, batch.tokens.data(), N * sizeof(int32_t));
   be_.to_device(a.pos, batch.positions.data(), N * sizeof(int32_t));
-  be_.to_device(a.cu_seqlens, batch.cu_seqlens.data(), (B + 1) * sizeof(int32_t));
-  be_.to_device(a.eos_rows, a.host_eos.data(), B * sizeof(int32_t));
+  be_.to_device(a.cu_seqlens, batch.cu_seqlens.data(), (S + 1) * sizeof(int32_t));
+  be_.to_device(a.eos_rows, a.host_eos.data(), S * sizeof(int32_t));
+  a.shared = batch.has_prefixes();
+  if (a.shared) be_.to_device(a.prefix_of, batch.prefix_of.data(), S * sizeof(int32_t));
+  if (B < S) be_.to_device(a.out_segs, batch.outputs.data(), B * sizeof(int32_t));
+}
+
+// The backend's view of the uploaded batch.
+SeqLayout Model::layout() const {
+  const Acts& a = *acts_;
+  SeqLayout seqs;
+  const int S = static_cast<int>(a.host_cu.size()) - 1;
+  seqs.n_seqs = S, seqs.n_tokens = a.host_cu.back(), seqs.cu_seqlens = a.cu_seqlens, seqs.host_cu_seqlens = a.host_cu.data();
+  for (int s = 0; s < S; ++s) seqs.max_len = std::max(seqs.max_len, a.host_cu[s + 1] - a.host_cu[s]);
+  if (a.shared) {
+    seqs.prefix_of = a.prefix_of, seqs.host_prefix_of = a.host_prefix.data();
+    for (int s = 0; s < S; ++s)
+      if (const int g = a.host_prefix[s]; g >= 0) seqs.max_prefix = std::max(seqs.max_prefix, a.host_cu[g + 1] - a.host_cu[g]);
+  }
+  return seqs;
 }
 
 void Model::set_frozen_layers(int n) {
@@ -177,19 +242,20 @@ void Model::check_interrupt() const {
 }
 
 void Model::forward(const TokenBatch& batch, std::vector<float>& rewards_host, bool keep) {
-  const int N = batch.n_tokens(), B = batch.n_seqs(), L = cfg_.n_layers;
+  // B below is the number of SEGMENTS (one last row each through the last block); with shared
+  // prefixes the rewards returned are those of the output segments (batch.n_seqs() of them).
+  const int N = batch.n_tokens(), B = batch.n_segments(), L = cfg_.n_layers;
   Acts& a = *acts_;
   const bool fits = N <= a.N_cap && B <= a.B_cap && (a.kept || !keep) && (!a.kept || a.kept_from == frozen_);
   if (!fits) a.allocate(be_, cfg_, std::max(N, a.N_cap), std::max(B, a.B_cap), keep || a.kept, frozen_);
+  last_batch_ = {N, batch.n_seqs(), B, false};
   upload(batch);
 
   const int C = cfg_.d_model, F = cfg_.d_ff, NH = cfg_.n_heads, NKV = cfg_.kv_heads(), HS = cfg_.head_size();
   const int A = NH * HS, QKV = cfg_.qkv_width(), H = cfg_.n_heads_out, FC = cfg_.is_llama() ? 2 * F : F;
   const bool llama = cfg_.is_llama();
   const float* P = params_.data();
-  SeqLayout seqs;
-  seqs.n_seqs = B, seqs.n_tokens = N, seqs.cu_seqlens = a.cu_seqlens, seqs.host_cu_seqlens = a.host_cu.data();
-  for (int s = 0; s < B; ++s) seqs.max_len = std::max(seqs.max_len, a.host_cu[s + 1] - a.host_cu[s]);
+  const SeqLayout seqs = layout();
   auto norm = [&](float* out, float* mean, float* rstd, const float* inp, size_t w, size_t b, int rows) {
     if (llama) be_.rmsnorm_forward(out, rstd, inp, P + w, rows, C, cfg_.norm_eps);
     else be_.layernorm_forward(out, mean, rstd, inp, P + w, P + b, rows, C);
@@ -228,12 +294,16 @@ void Model::forward(const TokenBatch& batch, std::vector<float>& rewards_host, b
   if (L == 0) be_.gather_rows(a.eos_x, block_in(0), a.eos_rows, B, C);
   norm(a.lnf, a.lnf_mean, a.lnf_rstd, a.eos_x, table_.lnf_w, table_.lnf_b, B);
   be_.linear_forward(a.rewards, a.lnf, P + table_.head_w, at(P, table_.head_b), B, C, H);
-  rewards_host.resize(static_cast<size_t>(B) * H);
-  be_.to_host(rewards_host.data(), a.rewards, rewards_host.size() * sizeof(float));
-  last_batch_ = {N, B, keep};
+  const int R = last_batch_.B;  // the sequences' rewards: every segment's, or the output segments'
+  if (R < B) be_.gather_rows(a.out_rewards, a.rewards, a.out_segs, R, H);
+  rewards_host.resize(static_cast<size_t>(R) * H);
+  be_.to_host(rewards_host.data(), rewards_device(), rewards_host.size() * sizeof(float));
+  last_batch_.keep = keep;
 }
 
-const float* Model::rewards_device() const { return acts_->rewards; }
+const float* Model::rewards_device() const {
+  return last_batch_.B < last_batch_.S ? acts_->out_rewards : acts_->rewards;
+}
 
 void Model::backward(const std::vector<float>& drewards_host) {
   Acts& a = *acts_;
@@ -247,15 +317,18 @@ void Model::backward(const std::vector<float>& drewards_host) {
 void Model::backward_device(const float* drewards) {
   Acts& a = *acts_;
   if (!a.kept || !last_batch_.keep) throw std::logic_error("Model::backward without a training forward");
-  const int N = last_batch_.N, B = last_batch_.B, L = cfg_.n_layers;
+  const int N = last_batch_.N, B = last_batch_.S, L = cfg_.n_layers;  // B: segments, as in forward
   const int C = cfg_.d_model, F = cfg_.d_ff, NH = cfg_.n_heads, NKV = cfg_.kv_heads(), HS = cfg_.head_size();
   const int A = NH * HS, QKV = cfg_.qkv_width(), H = cfg_.n_heads_out, FC = cfg_.is_llama() ? 2 * F : F;
   const bool llama = cfg_.is_llama();
   const float* P = params_.data();
   float* G = grads_.data();
-  SeqLayout seqs;
-  seqs.n_seqs = B, seqs.n_tokens = N, seqs.cu_seqlens = a.cu_seqlens, seqs.host_cu_seqlens = a.host_cu.data();
-  for (int s = 0; s < B; ++s) seqs.max_len = std::max(seqs.max_len, a.host_cu[s + 1] - a.host_cu[s]);
+  const SeqLayout seqs = layout();
+  if (last_batch_.B < B) {  // rewards of the output segments only: a shared prefix's own reward gets no gradient
+    be_.fill(a.d_seg_rewards, 0.0f, static_cast<size_t>(B) * H);
+    be_.scatter_add_rows(a.d_seg_rewards, drewards, a.out_segs, last_batch_.B, H);
+    drewards = a.d_seg_rewards;
+  }
   // dinp += Norm backward (dw, db +=)
   auto norm_bwd = [&](float* dinp, size_t w, size_t b, const float* dout, const float* inp, const float* mean,
                       const float* rstd, int rows) {
