@@ -292,7 +292,7 @@ TEST(Trainer, InterruptStopsAPassWithoutTouchingParameters) {
   std::vector<size_t> order = {0, 1, 2, 3};
   TokenBatch batch;
   std::vector<PairTarget> targets;
-  build_batch(pairs, order, 0, 4, &batch, &targets);
+  build_batch(pairs, order, 0, 4, true, &batch, &targets);  // shared prefixes: the interrupt path holds for them too
   OptimConfig oc;
   oc.total_steps = 10;
   AdamW opt(m, oc);

@@ -29,6 +29,7 @@ struct TokenBatch {
   int n_seqs() const { return static_cast<int>(outputs.size()); }  // sequences (rewards)
   int n_segments() const { return static_cast<int>(cu_seqlens.size()) - 1; }
   int n_tokens() const { return cu_seqlens.empty() ? 0 : cu_seqlens.back(); }
+  long sequence_tokens() const;  // tokens of the sequences, each shared prefix counted once per sequence
   bool has_prefixes() const {
     for (int32_t g : prefix_of)
       if (g >= 0) return true;
@@ -41,6 +42,8 @@ struct TokenBatch {
   // length − 1 tokens, so every sequence keeps a last token of its own); with share false, or no
   // common first token, each is added as by add(). Returns the prefix length used (0: none).
   int add_shared(const std::vector<const std::vector<int32_t>*>& seqs, bool share = true);
+  // The prefix add_shared would share: the longest common prefix, capped at the shortest length − 1.
+  static int shared_prefix(const std::vector<const std::vector<int32_t>*>& seqs);
 };
 
 class Model {

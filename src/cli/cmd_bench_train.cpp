@@ -1,7 +1,9 @@
 // `cairn bench train`: training-step throughput on synthetic token batches (docs/cli.md#bench-train). Reports
 // tokens/s (no padding exists: sequences are packed), median ms/step, achieved GFLOP/s (convention
 // in include/cairn/flops.h), the machine's SGEMM GFLOP/s measured in the same run, peak RSS, and
-// where the time goes (per-op profile from one extra profiled pass).
+// where the time goes (per-op profile from one extra profiled pass). --prefix-share: pairs whose two
+// sides share a prompt of --prompt-frac of their tokens, timed packed apart and packed as [prompt |
+// chosen | rejected] in the same process (pairs/s and tokens of unshared work per second, side by side).
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -39,6 +41,9 @@ int run(int argc, char** argv) {
      cxxopts::value<std::string>())
     ("arch", "gpt2|llama (presets)", cxxopts::value<std::string>()->default_value("gpt2"))
     ("freeze-layers", "train only the blocks above the lowest N", cxxopts::value<int>()->default_value("0"))
+    ("prefix-share", "pairs share a prompt: time them unshared, then with the prompt computed once")
+    ("prompt-frac", "with --prefix-share: the prompt's share of each sequence's tokens",
+     cxxopts::value<double>()->default_value("0.5"))
     ("no-sgemm", "skip the SGEMM ceiling probe")
     ("json", "print one JSON object instead of the table")
     ("h,help", "show this help");
@@ -72,6 +77,9 @@ int run(int argc, char** argv) {
   const std::string lengths = a["lengths"].as<std::string>();
   if (P < 1 || steps < 1 || warmup < 0 || T < 2) throw UsageError("--batch-pairs, --steps, --seq-len must be positive");
   if (lengths != "fixed" && lengths != "uniform") throw UsageError("--lengths must be fixed or uniform");
+  const bool share = a.count("prefix-share") > 0;
+  const double prompt_frac = a["prompt-frac"].as<double>();
+  if (!(prompt_frac >= 0 && prompt_frac < 1)) throw UsageError("--prompt-frac must be in [0, 1)");
 
   auto be = make_backend(backend_options(a));
   Model model(cfg, *be);
@@ -83,31 +91,49 @@ int run(int argc, char** argv) {
   AdamW opt(model, oc);
   BTObjective obj(model);
 
-  // One fixed batch (the data path is not what is measured).
+  // One fixed batch (the data path is not what is measured). With --prefix-share the two sides of
+  // a pair begin with the same prompt (prompt_frac of the longer side), then differ.
   Rng rng(a["seed"].as<uint64_t>() + 1);
-  TokenBatch batch;
-  batch.clear();
+  TokenBatch batch, shared;
+  batch.clear(), shared.clear();
   std::vector<PairTarget> pairs;
   std::vector<int32_t> lens;
-  for (int i = 0; i < 2 * P; ++i) {
-    const int len = lengths == "fixed" ? T : T / 4 + static_cast<int>(rng.below(T - T / 4 + 1));
-    std::vector<int32_t> seq(std::max(2, len));
-    for (auto& t : seq) t = 3 + static_cast<int32_t>(rng.below(cfg.vocab_size - 3));
-    seq.front() = cfg.bos_id, seq.back() = cfg.eos_id;
-    batch.add(seq);
-    lens.push_back(static_cast<int32_t>(seq.size()));
+  auto draw_len = [&] { return std::max(2, lengths == "fixed" ? T : T / 4 + static_cast<int>(rng.below(T - T / 4 + 1))); };
+  auto token = [&] { return 3 + static_cast<int32_t>(rng.below(cfg.vocab_size - 3)); };
+  for (int i = 0; i < P; ++i) {
+    std::vector<int32_t> side[2];
+    for (auto& seq : side) {
+      seq.resize(draw_len());
+      for (auto& t : seq) t = token();
+    }
+    if (share) {
+      const size_t prompt = std::min(static_cast<size_t>(prompt_frac * std::max(side[0].size(), side[1].size())),
+                                     std::min(side[0].size(), side[1].size()) - 1);
+      std::copy(side[0].begin(), side[0].begin() + prompt, side[1].begin());
+      if (side[1][prompt] == side[0][prompt]) side[1][prompt] = side[0][prompt] == 3 ? 4 : 3;  // the answers differ
+    }
+    for (auto& seq : side) {
+      seq.front() = cfg.bos_id, seq.back() = cfg.eos_id;
+      batch.add(seq);
+      lens.push_back(static_cast<int32_t>(seq.size()));
+    }
+    shared.add_shared({&side[0], &side[1]});
+    pairs.push_back({2 * i, 2 * i + 1});
   }
-  for (int i = 0; i < P; ++i) pairs.push_back({2 * i, 2 * i + 1});
 
-  for (int s = 0; s < warmup; ++s) obj.train_step(opt, batch, pairs);
-  std::vector<double> times;
-  for (int s = 0; s < steps; ++s) {
-    be->synchronize();
-    const double t0 = now_seconds();
-    obj.train_step(opt, batch, pairs);
-    be->synchronize();
-    times.push_back(now_seconds() - t0);
-  }
+  auto time_steps = [&](const TokenBatch& b) {
+    for (int s = 0; s < warmup; ++s) obj.train_step(opt, b, pairs);
+    std::vector<double> t;
+    for (int s = 0; s < steps; ++s) {
+      be->synchronize();
+      const double t0 = now_seconds();
+      obj.train_step(opt, b, pairs);
+      be->synchronize();
+      t.push_back(now_seconds() - t0);
+    }
+    return t;
+  };
+  const std::vector<double> times = time_steps(batch);
   be->set_profiling(true);
   obj.train_step(opt, batch, pairs);
   auto profile = be->op_profile();
@@ -140,6 +166,19 @@ int run(int argc, char** argv) {
   nlohmann::json pj = nlohmann::json::object();
   for (auto& [k, v] : profile) pj[k] = {{"ms", v}, {"share", prof_total > 0 ? v / prof_total : 0.0}};
   j["op_profile"] = pj;
+  j["pairs_per_s"] = P / med;
+  if (share) {  // the same pairs, each prompt computed once (timed after the unshared steps above)
+    const double ms = median(time_steps(shared));
+    j["prefix_share"] = {{"prompt_frac", prompt_frac},
+                         {"sequence_tokens_per_step", shared.sequence_tokens()},
+                         {"computed_tokens_per_step", shared.n_tokens()},
+                         {"unshared", {{"ms_per_step_median", med * 1e3}, {"pairs_per_s", P / med},
+                                       {"sequence_tokens_per_s", tokens / med}}},
+                         {"shared", {{"ms_per_step_median", ms * 1e3}, {"pairs_per_s", P / ms},
+                                     {"sequence_tokens_per_s", shared.sequence_tokens() / ms},
+                                     {"computed_tokens_per_s", shared.n_tokens() / ms}}},
+                         {"speedup", med / ms}};
+  }
   const char* wait = std::getenv("OMP_WAIT_POLICY");  // what libgomp ran with (see main.cpp)
   j["omp_wait_policy"] = wait ? wait : "";
   if (a.count("json")) {
@@ -157,6 +196,16 @@ int run(int argc, char** argv) {
   if (gpu_peak > 0)
     std::printf("  bf16 GEMM TFLOP/s%10.1f   (cuBLAS, this device; model reaches %.1f%% of it)\n", gpu_peak,
                 100 * gflops / 1e3 / gpu_peak);
+  if (share) {
+    const auto& ps = j["prefix_share"];
+    std::printf("  prefix sharing   prompt %.0f%% of each side: %ld of %ld tokens computed per step\n", 100 * prompt_frac,
+                ps["computed_tokens_per_step"].get<long>(), ps["sequence_tokens_per_step"].get<long>());
+    std::printf("    unshared       %10.1f pairs/s  %10.0f tokens/s (median %.1f ms/step)\n",
+                ps["unshared"]["pairs_per_s"].get<double>(), ps["unshared"]["sequence_tokens_per_s"].get<double>(), med * 1e3);
+    std::printf("    shared         %10.1f pairs/s  %10.0f tokens/s of unshared work (median %.1f ms/step): %.2fx\n",
+                ps["shared"]["pairs_per_s"].get<double>(), ps["shared"]["sequence_tokens_per_s"].get<double>(),
+                ps["shared"]["ms_per_step_median"].get<double>(), ps["speedup"].get<double>());
+  }
   std::printf("  peak RSS         %10.0f MiB\n", peak_rss_mib());
   if (!profile.empty()) {
     std::printf("  where the time goes (one profiled step):\n");

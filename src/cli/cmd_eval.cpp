@@ -29,6 +29,7 @@ int run(int argc, char** argv) {
     ("json", "print one JSON object")
     ("h,help", "show this help");
   add_backend_options(o);
+  add_prefix_sharing_option(o);
   auto a = o.parse(argc, argv);
   if (a.count("help")) {
     std::cout << o.help() << R"(
@@ -51,7 +52,8 @@ Calibration compares sigma(r_chosen - r_rejected) with the labels: ECE over 10 b
   report_tokenize(trunc, cfg);
   const double t0 = now_seconds();
   BTObjective obj(*run.model);
-  PairScores s = score_pairs(obj, cfg, pairs, a["batch-pairs"].as<int>());
+  const bool share = use_prefix_sharing(a, pairs);
+  PairScores s = score_pairs(obj, cfg, pairs, a["batch-pairs"].as<int>(), share);
   const double dt = now_seconds() - t0;
 
   std::vector<PairRecord> recs(pairs.size());
@@ -66,6 +68,9 @@ Calibration compares sigma(r_chosen - r_rejected) with the labels: ECE over 10 b
   j["skipped_lines"] = rs.skipped;
   j["truncated_sequences"] = trunc.truncated;
   j["seconds"] = dt;
+  j["pairs_per_s"] = static_cast<double>(pairs.size()) / std::max(1e-9, dt);
+  j["prefix_sharing"] = share;
+  j["sequence_tokens"] = s.sequence_tokens, j["computed_tokens"] = s.computed_tokens;
   if (a.count("json")) {
     std::cout << j.dump() << "\n";
     return 0;

@@ -118,6 +118,7 @@ int run(int argc, char** argv) {
     ("center-coef", "weight of mean((r_c + r_r)^2), keeps rewards centred", cxxopts::value<float>()->default_value("0"))
     ("seed", "seed for init and data order", cxxopts::value<uint64_t>()->default_value("1"));
   add_backend_options(o);
+  add_prefix_sharing_option(o);
   o.add_options("run")
     ("resume", "continue from the run directory's last checkpoint")
     ("log-every", "steps between metrics.jsonl lines", cxxopts::value<int>()->default_value("10"))
@@ -258,6 +259,7 @@ int run(int argc, char** argv) {
 
   // ---- settings: flags, or on --resume the saved values unless a flag overrides them ----
   TrainSettings ts = resolve_settings(a, out, resume, train.size());
+  ts.prefix_sharing = use_prefix_sharing(a, train);
   for (auto& p : train) p.margin += ts.flags["margin"].get<float>();
 
   // ---- model and trainer ----

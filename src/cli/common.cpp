@@ -124,6 +124,23 @@ std::vector<TokenizedPair> tokenize_pairs(const std::vector<Pair>& pairs, const 
   return out;
 }
 
+void add_prefix_sharing_option(cxxopts::Options& o) {
+  o.add_options("device")("no-prefix-sharing",
+                          "run both sides of a pair in full (default: their common token prefix is computed once)");
+}
+
+bool use_prefix_sharing(const cxxopts::ParseResult& a, const std::vector<TokenizedPair>& pairs) {
+  const SharingStats st = sharing_stats(pairs);
+  const bool on = a.count("no-prefix-sharing") == 0;
+  const double pct = 100.0 * st.shared_tokens / std::max(1L, st.sequence_tokens);
+  if (on)
+    std::fprintf(stderr, "prefix sharing: %ld of %zu pairs share a prefix; %.1f%% of the tokens are computed once instead of twice\n",
+                 st.pairs_sharing, pairs.size(), pct);
+  else
+    std::fprintf(stderr, "prefix sharing: off (--no-prefix-sharing); it would save %.1f%% of the tokens\n", pct);
+  return on;
+}
+
 void report_data(const std::string& path, const ReadStats& st, size_t usable) {
   std::fprintf(stderr, "%s: %zu pairs from %ld lines", path.c_str(), usable, st.lines);
   if (st.skipped) std::fprintf(stderr, ", %ld malformed lines skipped", st.skipped);

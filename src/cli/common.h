@@ -39,6 +39,10 @@ std::vector<TokenizedPair> tokenize_pairs(const std::vector<Pair>& pairs, const 
                                           TokenizeStats* stats, int threads = 0);
 
 void report_data(const std::string& path, const ReadStats& st, size_t usable);
+// --no-prefix-sharing (train, eval, bench train): docs/model.md#prefix-sharing.
+void add_prefix_sharing_option(cxxopts::Options& o);
+// Whether to share each pair's common prefix; prints what it saves on `pairs` (one line).
+bool use_prefix_sharing(const cxxopts::ParseResult& a, const std::vector<TokenizedPair>& pairs);
 // The truncation note and the unknown-principle warning (one line each, only when they apply).
 void report_tokenize(const TokenizeStats& t, const ModelConfig& cfg);
 

@@ -43,22 +43,34 @@ void add_segment(TokenBatch& b, const int32_t* ids, size_t n, int32_t pos0, int3
 }
 }  // namespace
 
+long TokenBatch::sequence_tokens() const {
+  long n = 0;
+  for (int32_t s : outputs) {
+    n += cu_seqlens[s + 1] - cu_seqlens[s];
+    if (const int32_t g = prefix_of[s]; g >= 0) n += cu_seqlens[g + 1] - cu_seqlens[g];
+  }
+  return n;
+}
+
 void TokenBatch::add(const std::vector<int32_t>& seq) {
   if (seq.empty()) throw std::invalid_argument("TokenBatch::add: empty sequence");
   add_segment(*this, seq.data(), seq.size(), 0, -1, true);
 }
 
-int TokenBatch::add_shared(const std::vector<const std::vector<int32_t>*>& seqs, bool share) {
-  size_t p = 0;
-  if (share && seqs.size() > 1) {
-    size_t shortest = seqs[0]->size();
-    for (const auto* s : seqs) shortest = std::min(shortest, s->size());
-    for (p = 0; p + 1 < shortest; ++p) {
-      bool same = true;
-      for (const auto* s : seqs) same = same && (*s)[p] == (*seqs[0])[p];
-      if (!same) break;
-    }
+int TokenBatch::shared_prefix(const std::vector<const std::vector<int32_t>*>& seqs) {
+  if (seqs.size() < 2) return 0;
+  size_t shortest = seqs[0]->size(), p = 0;
+  for (const auto* s : seqs) shortest = std::min(shortest, s->size());
+  for (; p + 1 < shortest; ++p) {
+    bool same = true;
+    for (const auto* s : seqs) same = same && (*s)[p] == (*seqs[0])[p];
+    if (!same) break;
   }
+  return static_cast<int>(p);
+}
+
+int TokenBatch::add_shared(const std::vector<const std::vector<int32_t>*>& seqs, bool share) {
+  const size_t p = share ? static_cast<size_t>(shared_prefix(seqs)) : 0;
   if (p == 0) {
     for (const auto* s : seqs) add(*s);
     return 0;

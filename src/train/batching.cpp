@@ -9,21 +9,30 @@
 namespace cairn {
 
 void build_batch(const std::vector<TokenizedPair>& pairs, const std::vector<size_t>& idx, size_t b, size_t e,
-                 TokenBatch* batch, std::vector<PairTarget>* targets, std::vector<float>* lengths) {
+                 bool share, TokenBatch* batch, std::vector<PairTarget>* targets, std::vector<float>* lengths) {
   batch->clear();
   targets->clear();
   if (lengths) lengths->clear();
   for (size_t k = b; k < e; ++k) {
     const TokenizedPair& p = pairs[idx[k]];
     const int32_t i = static_cast<int32_t>(k - b);
-    batch->add(p.chosen);
-    batch->add(p.rejected);
+    batch->add_shared({&p.chosen, &p.rejected}, share);
     if (lengths) lengths->push_back(static_cast<float>(p.chosen_chars)), lengths->push_back(static_cast<float>(p.rejected_chars));
     PairTarget t;
     t.chosen = 2 * i, t.rejected = 2 * i + 1;
     t.label = p.label, t.margin = p.margin, t.weight = p.weight, t.head = p.head;
     targets->push_back(t);
   }
+}
+
+SharingStats sharing_stats(const std::vector<TokenizedPair>& pairs) {
+  SharingStats st;
+  for (const TokenizedPair& p : pairs) {
+    const long s = TokenBatch::shared_prefix({&p.chosen, &p.rejected});
+    st.sequence_tokens += static_cast<long>(p.chosen.size() + p.rejected.size());
+    st.shared_tokens += s, st.pairs_sharing += s > 0;
+  }
+  return st;
 }
 
 std::vector<size_t> epoch_order(size_t n, const std::vector<TokenizedPair>& pairs, uint64_t seed, int epoch,

@@ -9,7 +9,7 @@
 namespace cairn {
 
 PairScores score_pairs(BTObjective& obj, const ModelConfig& cfg, const std::vector<TokenizedPair>& pairs,
-                       int batch_pairs) {
+                       int batch_pairs, bool share) {
   PairScores out;
   out.chosen.resize(pairs.size());
   out.rejected.resize(pairs.size());
@@ -23,8 +23,9 @@ PairScores score_pairs(BTObjective& obj, const ModelConfig& cfg, const std::vect
   const std::vector<float> weights = head_weights(cfg, HeadUse::Scoring);
   for (size_t b = 0; b < pairs.size(); b += batch_pairs) {
     const size_t e = std::min(pairs.size(), b + batch_pairs);
-    build_batch(pairs, idx, b, e, &batch, &targets);
+    build_batch(pairs, idx, b, e, share, &batch, &targets);
     LossStats st = obj.evaluate(batch, targets, &rewards);
+    out.sequence_tokens += batch.sequence_tokens(), out.computed_tokens += batch.n_tokens();
     double w = 0;
     for (const auto& t : targets) w += t.weight;
     loss += st.bt_loss * w;

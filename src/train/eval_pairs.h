@@ -13,11 +13,13 @@ struct PairScores {
   std::vector<double> chosen, rejected;  // composite reward (or the pair's head) of each side
   double bt_loss = 0;                    // weighted mean BT loss
   int n_correct = 0, n_decided = 0;
+  long sequence_tokens = 0, computed_tokens = 0;  // tokens of the sequences, and those computed (sharing)
   double accuracy() const { return n_decided ? static_cast<double>(n_correct) / n_decided : 0.0; }
 };
 
-// batch_pairs: pairs per forward. Reward per side: side_reward (the pair's head, else the composite).
+// batch_pairs: pairs per forward; share: pack each pair's common prefix once (same rewards within
+// fp32 summation-order noise). Reward per side: side_reward (the pair's head, else the composite).
 PairScores score_pairs(BTObjective& obj, const ModelConfig& cfg, const std::vector<TokenizedPair>& pairs,
-                       int batch_pairs);
+                       int batch_pairs, bool share);
 
 }  // namespace cairn

@@ -50,7 +50,7 @@ void Trainer::resume() {
 nlohmann::json Trainer::validate() {
   nlohmann::json rec = nlohmann::json::object();
   if (valid_.empty()) return rec;
-  PairScores sc = score_pairs(obj_, model_.config(), valid_, s_.eval_batch_pairs);
+  PairScores sc = score_pairs(obj_, model_.config(), valid_, s_.eval_batch_pairs, s_.prefix_sharing);
   rec["valid_loss"] = sc.bt_loss;
   rec["valid_acc"] = sc.accuracy();
   rec["valid_pairs"] = valid_.size();
@@ -70,7 +70,7 @@ Trainer::Outcome Trainer::run(const std::atomic<bool>& stop) {
   Progress line("step", total);
   int saved_step = -1;  // the step of the last checkpoint this call wrote
   // the metrics window: what one metrics.jsonl line averages
-  double win_loss = 0, win_tokens = 0, win_t0 = now_seconds();
+  double win_loss = 0, win_tokens = 0, win_pairs = 0, win_t0 = now_seconds();
   int win_correct = 0, win_decided = 0, win_steps = 0;
   // SIGINT/SIGTERM stop the step (or validation) in flight at its next block boundary: a step that
   // throws Interrupted never reached the optimizer, so the checkpoint holds the last completed step.
@@ -98,7 +98,7 @@ Trainer::Outcome Trainer::run(const std::atomic<bool>& stop) {
       order = epoch_order(train_.size(), train_, s_.seed, p.epoch, B);
     }
     const size_t e = std::min(train_.size(), static_cast<size_t>(p.epoch_pos) + B);
-    build_batch(train_, order, p.epoch_pos, e, &batch, &targets, &lengths);
+    build_batch(train_, order, p.epoch_pos, e, s_.prefix_sharing, &batch, &targets, &lengths);
     StepStats st;
     try {
       st = obj_.train_step(opt_, batch, targets, &lengths);
@@ -108,7 +108,8 @@ Trainer::Outcome Trainer::run(const std::atomic<bool>& stop) {
     p.epoch_pos = static_cast<long>(e);
     ++p.step;
     if (!std::isfinite(st.loss.loss)) throw std::runtime_error("loss became non-finite at step " + std::to_string(p.step));
-    win_loss += st.loss.loss, win_tokens += batch.n_tokens(), ++win_steps;
+    // tokens/s counts the sequences' tokens (what the data holds), the same with or without sharing
+    win_loss += st.loss.loss, win_tokens += batch.sequence_tokens(), win_pairs += targets.size(), ++win_steps;
     win_correct += st.loss.n_correct, win_decided += st.loss.n_decided;
 
     const bool last = p.step == total;
@@ -119,7 +120,8 @@ Trainer::Outcome Trainer::run(const std::atomic<bool>& stop) {
       const double acc = win_decided ? static_cast<double>(win_correct) / win_decided : 0.0;
       nlohmann::json rec = {{"step", p.step}, {"epoch", p.epoch + static_cast<double>(p.epoch_pos) / train_.size()},
                             {"loss", win_loss / win_steps}, {"acc", acc}, {"lr", st.lr},
-                            {"grad_norm", st.grad_norm}, {"tokens_per_s", win_tokens / dt}};
+                            {"grad_norm", st.grad_norm}, {"tokens_per_s", win_tokens / dt},
+                            {"pairs_per_s", win_pairs / dt}};
       char fields[200];
       std::snprintf(fields, sizeof fields, "loss %.4f  acc %.3f  lr %.2e  |g| %.3f  %.0f tok/s", win_loss / win_steps,
                     acc, st.lr, st.grad_norm, win_tokens / dt);
@@ -136,7 +138,7 @@ Trainer::Outcome Trainer::run(const std::atomic<bool>& stop) {
       }
       metrics.write(rec);
       line.update(p.step, fields, true);
-      win_loss = win_tokens = 0, win_correct = win_decided = win_steps = 0, win_t0 = now_seconds();
+      win_loss = win_tokens = win_pairs = 0, win_correct = win_decided = win_steps = 0, win_t0 = now_seconds();
     }
     if (p.validation_pending) break;  // saved below as interrupted
     if (p.step % s_.save_every == 0 || last) save(last ? "final" : "periodic"), saved_step = p.step;

@@ -26,6 +26,7 @@ struct TrainSettings {
   int eval_every = 1;         // steps between validations (and a validation at the last step)
   int save_every = 1;         // steps between checkpoints (and one at the last step)
   int eval_batch_pairs = 32;  // pairs per validation forward
+  bool prefix_sharing = true; // pack each pair's common token prefix once (docs/model.md#prefix-sharing)
   OptimConfig optim;
   float center_coef = 0.0f;
   float length_lambda = 0.0f;  // used when the model has a length head

@@ -82,55 +82,70 @@ struct Layout {
 }  // namespace
 
 Vec attention(const Vec& qkv, int T, int NH, int NKV, int HS, bool causal) {
+  return attention_masked(qkv, T, NH, NKV, HS, [causal](int i, int j) { return !causal || j <= i; });
+}
+
+Vec attention_backward(const Vec& qkv, const Vec& dout, int T, int NH, int NKV, int HS, bool causal) {
+  return attention_masked_backward(qkv, dout, T, NH, NKV, HS, [causal](int i, int j) { return !causal || j <= i; });
+}
+
+Vec attention_masked(const Vec& qkv, int T, int NH, int NKV, int HS, const Visible& visible) {
   const int C = NH * HS, G = NH / NKV;
   const Layout at{NH, NKV, HS};
   Vec out(static_cast<size_t>(T) * C, 0.0);
   const double scale = 1.0 / std::sqrt(static_cast<double>(HS));
   for (int h = 0; h < NH; ++h)
     for (int i = 0; i < T; ++i) {
-      const int jmax = causal ? i : T - 1, g = h / G;
-      Vec s(jmax + 1);
+      const int g = h / G;
+      Vec s(T, 0.0);
       double mx = -std::numeric_limits<double>::infinity();
-      for (int j = 0; j <= jmax; ++j) {
+      for (int j = 0; j < T; ++j) {
+        if (!visible(i, j)) continue;
         double d = 0;
         for (int e = 0; e < HS; ++e) d += qkv[at(i, 0, h, e)] * qkv[at(j, 1, g, e)];
         s[j] = d * scale;
         mx = std::max(mx, s[j]);
       }
       double z = 0;
-      for (int j = 0; j <= jmax; ++j) z += (s[j] = std::exp(s[j] - mx));
-      for (int j = 0; j <= jmax; ++j)
-        for (int e = 0; e < HS; ++e) out[static_cast<size_t>(i) * C + h * HS + e] += s[j] / z * qkv[at(j, 2, g, e)];
+      for (int j = 0; j < T; ++j)
+        if (visible(i, j)) z += (s[j] = std::exp(s[j] - mx));
+      for (int j = 0; j < T; ++j)
+        if (visible(i, j))
+          for (int e = 0; e < HS; ++e) out[static_cast<size_t>(i) * C + h * HS + e] += s[j] / z * qkv[at(j, 2, g, e)];
     }
   return out;
 }
 
-Vec attention_backward(const Vec& qkv, const Vec& dout, int T, int NH, int NKV, int HS, bool causal) {
+Vec attention_masked_backward(const Vec& qkv, const Vec& dout, int T, int NH, int NKV, int HS, const Visible& visible) {
   const int C = NH * HS, G = NH / NKV;
   const double scale = 1.0 / std::sqrt(static_cast<double>(HS));
   const Layout at{NH, NKV, HS};
   Vec d(qkv.size(), 0.0);
   for (int h = 0; h < NH; ++h)
     for (int i = 0; i < T; ++i) {
-      const int n = causal ? i + 1 : T, g = h / G;
-      Vec p(n), dp(n);
+      const int g = h / G;
+      Vec p(T, 0.0), dp(T, 0.0);
       double mx = -1e300, z = 0;
-      for (int j = 0; j < n; ++j) {
+      for (int j = 0; j < T; ++j) {
+        if (!visible(i, j)) continue;
         double s = 0;
         for (int e = 0; e < HS; ++e) s += qkv[at(i, 0, h, e)] * qkv[at(j, 1, g, e)];
         p[j] = s * scale;
         mx = std::max(mx, p[j]);
       }
-      for (int j = 0; j < n; ++j) z += (p[j] = std::exp(p[j] - mx));
-      for (int j = 0; j < n; ++j) p[j] /= z;
+      for (int j = 0; j < T; ++j)
+        if (visible(i, j)) z += (p[j] = std::exp(p[j] - mx));
+      for (int j = 0; j < T; ++j) p[j] /= z;  // invisible keys stay 0
       double pdp = 0;
-      for (int j = 0; j < n; ++j) {
+      for (int j = 0; j < T; ++j) {
+        if (!visible(i, j)) continue;
         double s = 0;
         for (int e = 0; e < HS; ++e) s += dout[static_cast<size_t>(i) * C + h * HS + e] * qkv[at(j, 2, g, e)];
         dp[j] = s;
         pdp += p[j] * s;
       }
-      for (int j = 0; j < n; ++j) {
+      for (int j = 0; j < T; ++j) {
+        if (!visible(i, j)) continue;
         const double ds = p[j] * (dp[j] - pdp) * scale;
         for (int e = 0; e < HS; ++e) {
           d[at(j, 2, g, e)] += p[j] * dout[static_cast<size_t>(i) * C + h * HS + e];

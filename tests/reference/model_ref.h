@@ -3,6 +3,7 @@
 // structure with src/.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "cairn/config.h"
@@ -28,6 +29,11 @@ Vec rope(const Vec& qkv, int T, int NH, int NKV, int HS, double theta);
 Vec attention(const Vec& qkv, int T, int NH, int NKV, int HS, bool causal = true);
 // Gradient of Σ dout ⊙ attention(qkv) w.r.t. qkv for one sequence, by the textbook formulas in double.
 Vec attention_backward(const Vec& qkv, const Vec& dout, int T, int NH, int NKV, int HS, bool causal);
+// The same under any mask: query i attends to key j iff visible(i, j) (every query must see a key).
+// A packed batch with shared prefixes is one "sequence" under the mask of its segments.
+using Visible = std::function<bool(int i, int j)>;
+Vec attention_masked(const Vec& qkv, int T, int NH, int NKV, int HS, const Visible& visible);
+Vec attention_masked_backward(const Vec& qkv, const Vec& dout, int T, int NH, int NKV, int HS, const Visible& visible);
 // rewards [B, H] of the whole model for each sequence (ids already framed), read at the last token
 Vec model_rewards(const ModelConfig& cfg, const ParamTable& table, const Vec& params,
                   const std::vector<std::vector<int32_t>>& seqs);
