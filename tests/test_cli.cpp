@@ -119,6 +119,46 @@ TEST(Cli, TrainEvalScoreResumeEndToEnd) {
   EXPECT_EQ(cairn_run("train " + common + " --steps 5").code, 2);
 }
 
+// Prefix sharing changes how a pair is computed, not what is learned: training with and without it
+// follows the same loss curve (fp32 summation-order noise only), eval reports the same accuracy on
+// either model and mode, and the JSON says how many tokens were computed.
+TEST(Cli, PrefixSharingTrainsAndEvaluatesAsTheUnsharedLayout) {
+  TempDir d;
+  const std::string train = d.write("train.jsonl", toy_pairs(200, 5)), valid = d.write("valid.jsonl", toy_pairs(60, 6));
+  ASSERT_EQ(cairn_run("tokenizer train --input " + train + " --out " + d.file("tok.model") + " --vocab-size 400").code, 0);
+  const std::string common = "--train " + train + " --tokenizer " + d.file("tok.model") +
+                             " --preset tiny --d-model 32 --n-layers 2 --d-ff 64 --max-seq-len 64 --batch-pairs 8"
+                             " --lr 3e-3 --log-every 5 --steps 20 --threads 1 --out ";
+  CliResult on = cairn_run("train " + common + d.file("on"));
+  CliResult off = cairn_run("train " + common + d.file("off") + " --no-prefix-sharing");
+  ASSERT_EQ(on.code, 0) << on.out;
+  ASSERT_EQ(off.code, 0) << off.out;
+  EXPECT_NE(on.out.find("prefix sharing: 200 of 200 pairs share a prefix"), std::string::npos) << on.out;
+  EXPECT_NE(off.out.find("prefix sharing: off"), std::string::npos) << off.out;
+  std::ifstream mon(d.file("on/metrics.jsonl")), moff(d.file("off/metrics.jsonl"));
+  int lines = 0;
+  for (std::string a, b; std::getline(mon, a) && std::getline(moff, b); ++lines) {
+    const auto ja = nlohmann::json::parse(a), jb = nlohmann::json::parse(b);
+    EXPECT_NEAR(ja["loss"].get<double>(), jb["loss"].get<double>(), 1e-4) << "step " << ja["step"];
+    EXPECT_EQ(ja["acc"], jb["acc"]);
+    EXPECT_EQ(ja.contains("pairs_per_s"), true);
+  }
+  EXPECT_EQ(lines, 4);
+  for (const char* run : {"on", "off"}) {
+    CliResult es = cairn_run("eval --json --model " + d.file(run) + " --pairs " + valid);
+    CliResult eu = cairn_run("eval --json --no-prefix-sharing --model " + d.file(run) + " --pairs " + valid);
+    ASSERT_EQ(es.code, 0) << es.out;
+    ASSERT_EQ(eu.code, 0) << eu.out;
+    const auto js = nlohmann::json::parse(es.out.substr(es.out.find('{'))), ju = nlohmann::json::parse(eu.out.substr(eu.out.find('{')));
+    EXPECT_EQ(js["accuracy"], ju["accuracy"]) << run;
+    EXPECT_NEAR(js["bt_loss"].get<double>(), ju["bt_loss"].get<double>(), 1e-5) << run;
+    EXPECT_TRUE(js["prefix_sharing"].get<bool>());
+    EXPECT_LT(js["computed_tokens"].get<long>(), js["sequence_tokens"].get<long>());
+    EXPECT_EQ(ju["computed_tokens"], ju["sequence_tokens"]);
+    EXPECT_EQ(js["sequence_tokens"], ju["sequence_tokens"]);
+  }
+}
+
 TEST(Cli, BadInputExitsThreeNamingFileAndLineAndWritesNothing) {
   TempDir d;
   const std::string good = R"({"chosen": "a b", "rejected": "c d"})";

@@ -16,13 +16,17 @@
 #include <limits>
 #include <tuple>
 
+#include <nlohmann/json.hpp>
+
 #include "attention_case.h"
 #include "cairn/backend.h"
 #include "cairn/model.h"
 #include "cairn/objective.h"
+#include "cairn/tokenizer.h"
 #include "cpu/attention.h"
 #include "model_helpers.h"
 #include "reference/model_ref.h"
+#include "test_tmpdir.h"
 #include "test_util.h"
 #include "util/rng.h"
 
@@ -283,6 +287,48 @@ TEST(PrefixModel, TheSharedBatchKeepsEveryTokenAndPosition) {
   EXPECT_EQ(t.add_shared({&c, &d}), 0);
   EXPECT_EQ(t.outputs, (std::vector<int32_t>{1, 2, 3, 4}));
   EXPECT_EQ(t.prefix_of, (std::vector<int32_t>{-1, 0, 0, -1, -1}));
+}
+
+// Implicit transcripts: two texts that agree up to "…Assistant: Thank" but continue "s!" and " you",
+// so the shared TEXT ends inside a token. The prefix is found on token ids, each side keeps exactly
+// its own tokenization, and the rewards are those of the two texts scored apart.
+TEST(PrefixModel, TranscriptsThatTokenizeDifferentlyAtTheBoundaryShareOnlyCommonTokens) {
+  test::TempDir d;
+  std::string corpus;
+  for (int i = 0; i < 200; ++i)
+    corpus += nlohmann::json({{"chosen", "Human: can you help me with item " + std::to_string(i) +
+                                             "?\n\nAssistant: Thanks! Thanks! Thanks! Thank you for asking, sure."},
+                              {"rejected", "Assistant: no. Thanks thanks Thanks Thank you"}}).dump() + "\n";
+  train_tokenizer({d.write("c.jsonl", corpus)}, d.file("t.model"), 400, "bpe");
+  auto tok = load_sentencepiece(d.file("t.model"));
+  const std::string head = "\n\nHuman: can you help me with item 7?\n\nAssistant: Thank";
+  const std::string a = head + "s! Happy to.", b = head + " you for asking.";
+  bool cut = false;
+  const auto ia = tok->encode_for_model(a, 400, &cut), ib = tok->encode_for_model(b, 400, &cut);
+  const auto ihead = tok->encode(head);
+  const int p = TokenBatch::shared_prefix({&ia, &ib});
+  ASSERT_EQ(tok->encode("Thanks").size(), 1u);  // "Thanks" is one token, so a's boundary token is not the head's
+  ASSERT_GT(p, 5);
+  // BOS + the head's tokens but its last: the boundary token ("Thank…") is not shared, though the text is
+  ASSERT_LE(p, static_cast<int>(ihead.size()));
+  EXPECT_NE(ia[p], ib[p]);
+
+  ModelConfig cfg = small_config("llama");
+  cfg.vocab_size = tok->vocab_size();
+  auto be = make_backend("cpu", 1);
+  Model m(cfg, *be);
+  const auto params = test::random_params(m.table(), 3);
+  m.set_params(params.data());
+  TokenBatch apart, shared;
+  apart.clear(), shared.clear();
+  apart.add(ia), apart.add(ib);
+  EXPECT_EQ(shared.add_shared({&ia, &ib}), p);
+  std::vector<int32_t> back(shared.tokens.begin(), shared.tokens.begin() + shared.cu_seqlens[2]);
+  EXPECT_EQ(back, ia);  // prefix + the chosen rest is exactly the chosen text's tokens
+  std::vector<float> ra, rs;
+  m.forward(apart, ra, false);
+  m.forward(shared, rs, false);
+  EXPECT_TRUE(all_close(rs, test::to_double(ra), 2e-5, 2e-5));
 }
 
 }  // namespace
