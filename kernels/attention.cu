@@ -25,6 +25,12 @@
 //          blocks (4 warps); Flash128 = 128-row query blocks (4 warps × 32 rows), 128-key blocks (8 warps).
 //   Last   the last query of each sequence only (fp32), for the reward head.        attention_last.cu
 //
+// Shared prefixes (AttnShape::prefix_of; null: every segment independent, the kernels' plain path): a
+// segment continuing a prefix reads the prefix's keys in full before its own causal ones — forward, a
+// query tile walks the prefix's key tiles, then its own; backward, the owner of a prefix key (thread,
+// warp or block) also walks every query of the segments continuing it, so the prefix's dK, dV are
+// summed in one place in a fixed order (each kernel's header says how). dQ, out and lse stay per row.
+//
 // Inputs are fp32 (the model's qkv) or bf16 (the benchmark); fp32 is rounded to bf16 when a tile is
 // staged in shared memory. Softmax statistics, accumulators, lse and dQ are fp32 throughout.
 // Exponentials use exp2 with the scale folded in: scale_log2 = log2(e)/√HS.
@@ -45,7 +51,7 @@ using attn::Params;
 
 Params make_params(const AttnShape& s) {
   Params p{};
-  p.cu = s.cu_seqlens, p.NH = s.NH, p.NKV = s.NKV, p.group = s.group(), p.hs = s.HS;
+  p.cu = s.cu_seqlens, p.prefix_of = s.prefix_of, p.B = s.B, p.NH = s.NH, p.NKV = s.NKV, p.group = s.group(), p.hs = s.HS;
   p.group_magic = attn::group_magic(p.group);
   p.scale = 1.0f / sqrtf(static_cast<float>(s.HS));
   p.scale_log2 = p.scale * attn::kLog2e;
@@ -105,6 +111,17 @@ void check_shape(const AttnShape& s) {
 
 const char* attn_kernel_name(AttnKernel k) {
   return k == AttnKernel::Naive ? "naive" : k == AttnKernel::Flash64 ? "flash64" : "flash128";
+}
+
+void check_prefix_layout(const int32_t* host_prefix_of, int B) {
+  if (!host_prefix_of) throw std::invalid_argument("CUDA attention: shared prefixes without their host copy");
+  for (int b = 0, leader = -1; b < B; ++b) {
+    const int g = host_prefix_of[b];
+    if (g < 0) leader = b;
+    else if (g != leader)
+      throw std::invalid_argument("CUDA attention: segment " + std::to_string(b) + " continues prefix " +
+                                  std::to_string(g) + ", which is not the segment that opens its group");
+  }
 }
 
 size_t attention_bwd_workspace_floats(const AttnShape& s) {

@@ -1,5 +1,6 @@
 // What every attention translation unit shares (internal to kernels/attention*.cu):
 //   - Params, the one argument struct of every attention kernel (type-erased q/k/v/o pointers, strides);
+//   - prefix_rows / n_continuations: the shared-prefix layout (AttnShape::prefix_of) as the kernels read it;
 //   - ld / st / st2 (fp32 or bf16 element access) and load_tile (global → shared bf16 tile staging);
 //   - the B-operand fragment helpers: one ldmatrix (plain or .trans) feeding the two 16×8 MMAs of a
 //     16×16 tile (the fragment layouts are in kernels/common.cuh);
@@ -44,7 +45,9 @@ struct Params {
   float* dq_acc;  // [N, NH·hs]
   float* D;       // [N, NH]
   const int32_t* cu;
-  int NH, NKV, group, hs;  // group = NH / NKV query heads per key/value head
+  const int32_t* prefix_of;  // (B) shared prefixes (AttnShape::prefix_of), or null
+  int B;                     // segments
+  int NH, NKV, group, hs;    // group = NH / NKV query heads per key/value head
   unsigned group_magic;    // ⌈2³²/group⌉ (group ≥ 2): h / group = umulhi(h, group_magic), see kv_head
   float scale, scale_log2;
   bool vec;  // fp32 rows may be read as float4
@@ -59,6 +62,28 @@ inline unsigned group_magic(int group) {
 __device__ __forceinline__ int kv_head(const Params& p, int h) {
   return p.group == 1 ? h : static_cast<int>(__umulhi(static_cast<unsigned>(h), p.group_magic));
 }
+
+// Shared prefixes (AttnShape::prefix_of, the layout of SeqLayout::prefix_of; null: none): segment b
+// with prefix_of[b] = g ≥ 0 continues segment g — it reads every row of g, then its own rows — and the
+// segments continuing g come right after it (g and they are a group). These are the two views every
+// kernel needs: the rows a segment reads before its own, and the segments that read a segment's rows.
+struct PrefixRows {
+  int row0, len;  // len 0: none
+};
+__device__ __forceinline__ PrefixRows prefix_rows(const int32_t* cu, const int32_t* prefix_of, int b) {
+  const int g = prefix_of ? prefix_of[b] : -1;
+  return g < 0 ? PrefixRows{0, 0} : PrefixRows{cu[g], cu[g + 1] - cu[g]};
+}
+// How many segments continue segment b: those right after it whose prefix is b (0 for a plain
+// sequence or a continuing segment).
+__device__ __forceinline__ int n_continuations(const int32_t* prefix_of, int B, int b) {
+  int n = 0;
+  if (prefix_of)
+    while (b + 1 + n < B && prefix_of[b + 1 + n] == b) ++n;
+  return n;
+}
+__device__ __forceinline__ PrefixRows prefix_rows(const Params& p, int b) { return prefix_rows(p.cu, p.prefix_of, b); }
+__device__ __forceinline__ int n_continuations(const Params& p, int b) { return n_continuations(p.prefix_of, p.B, b); }
 
 template <class T>
 __device__ __forceinline__ float ld(const T* p) {

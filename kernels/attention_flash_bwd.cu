@@ -12,6 +12,15 @@
 // dV = Σ_h P_hᵀ·dO_h, summed over the group's query heads in the same registers in a fixed order
 // (deterministic; no dK/dV workspace). dQ of head h is its own columns of the accumulator, reached by
 // the blocks of every key tile of kvh (atomics, as for multi-head attention).
+// Shared prefixes (Params::prefix_of): the queries that read a block's keys are its own segment's
+// (causal) and, when its segment opens a group, every query of each segment continuing it (all of them
+// see every prefix key: unmasked). Such a block walks, for each query head, the query tiles of its own
+// segment and then those of each continuing segment in order — iterations (h, source, qt), qt fastest,
+// one pipeline — so a prefix key's dK, dV are summed over the whole group in the same registers, in a
+// fixed order, and written once, by the one block that owns the key tile (race-free and deterministic,
+// no extra pass or workspace). A continuing segment's key tiles are read by its own queries only. dQ
+// of a continuing segment gets its prefix's terms from the prefix's blocks and its own from its own, by
+// the same atomics as always. The grid is unchanged; a prefix's blocks do the group's work for its keys.
 // The dQ product is split over all warps of the block: (16-row tile, column chunk) items.
 // Pre-pass: one warp per (row, query head). Post-pass: grid-stride, one thread per element.
 // Precision: the MMAs take bf16 operands and accumulate fp32; P, dS, D, lse and the dQ accumulator are
@@ -86,18 +95,25 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_bwd_kernel(Params p) {
   const int seq0 = p.cu[b], len = p.cu[b + 1] - seq0;
   const int k0 = blockIdx.x * kBN;
   if (k0 >= len) return;
-  const T* Q = static_cast<const T*>(p.q) + seq0 * p.sq;  // + h·hs: query head h
-  const T* dO = static_cast<const T*>(p.dout) + seq0 * p.sdo;
-  const int qt_begin = kCausal ? k0 / kBMq : 0, qt_end = (len + kBMq - 1) / kBMq;  // qt_begin < qt_end
-  const int h_begin = kvh * p.group, h_end = h_begin + p.group;                    // the group's query heads
+  const T* Q = static_cast<const T*>(p.q);  // + row·sq + h·hs: query head h
+  const T* dO = static_cast<const T*>(p.dout);
+  // The query segments that read these keys ("sources"): src 0 = segment b itself (causal), src 1 ..
+  // n_src − 1 = the segments b + src continuing it, rows cu[src] .. cu[src + 1] − 1.
+  const int32_t* cu = p.cu + b;
+  const int n_src = 1 + n_continuations(p, b);
+  auto qt_first = [&](int src) { return kCausal && src == 0 ? k0 / kBMq : 0; };
+  auto qt_end = [&](int src) { return (cu[src + 1] - cu[src] + kBMq - 1) / kBMq; };  // qt_first(0) < qt_end(0)
+  const int h_begin = kvh * p.group, h_end = h_begin + p.group;  // the group's query heads
+  auto load_q = [&](int h, int src, int qt, int buf) {  // query tile (h, src, qt) into Q/dO buffer buf
+    const int q0 = qt * kBMq, row = cu[src] + q0, n = cu[src + 1] - cu[src] - q0;
+    load_tile<kBMq, kHS, kThreads>(sQ2 + buf * Tr::kTileQ, Q + row * p.sq + h * p.hs, p.sq, n, p.hs, p.vec);
+    load_tile<kBMq, kHS, kThreads>(sdO2 + buf * Tr::kTileQ, dO + row * p.sdo + h * p.hs, p.sdo, n, p.hs, p.vec);
+  };
   load_tile<kBN, kHS, kThreads>(sK, static_cast<const T*>(p.k) + (seq0 + k0) * p.sk + kvh * p.hs, p.sk, len - k0, p.hs,
                                 p.vec);
   load_tile<kBN, kHS, kThreads>(sV, static_cast<const T*>(p.v) + (seq0 + k0) * p.sv + kvh * p.hs, p.sv, len - k0, p.hs,
                                 p.vec);
-  load_tile<kBMq, kHS, kThreads>(sQ2, Q + qt_begin * kBMq * p.sq + h_begin * p.hs, p.sq, len - qt_begin * kBMq, p.hs,
-                                 p.vec);
-  load_tile<kBMq, kHS, kThreads>(sdO2, dO + qt_begin * kBMq * p.sdo + h_begin * p.hs, p.sdo, len - qt_begin * kBMq,
-                                 p.hs, p.vec);
+  load_q(h_begin, 0, qt_first(0), 0);
   cp_async_commit();
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -105,24 +121,24 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_bwd_kernel(Params p) {
   float dk[kHS / 8][4] = {}, dv[kHS / 8][4] = {};
   const int key0 = k0 + warp * 16 + g;  // this thread's keys: key0, key0 + 8
 
-  // Iterations (h, qt), qt fastest: h = h_begin .. h_end − 1, qt = qt_begin .. qt_end − 1.
-  int h = h_begin, qt = qt_begin;
+  // Iterations (h, src, qt), qt fastest: h = h_begin .. h_end − 1, src = 0 .. n_src − 1, qt = qt_first(src)
+  // .. qt_end(src) − 1 (a source without rows has no tiles; src 0 always has one, so this ends).
+  int h = h_begin, src = 0, qt = qt_first(0);
   for (int it = 0; h < h_end; ++it) {
     const int q0 = qt * kBMq, buf = it & 1;
-    int hn = h, qtn = qt + 1;  // the next iteration's tile
-    if (qtn == qt_end) qtn = qt_begin, ++hn;
-    if (hn < h_end) {  // prefetch it into the other buffer
-      const int qn = qtn * kBMq;
-      load_tile<kBMq, kHS, kThreads>(sQ2 + (buf ^ 1) * Tr::kTileQ, Q + qn * p.sq + hn * p.hs, p.sq, len - qn, p.hs,
-                                     p.vec);
-      load_tile<kBMq, kHS, kThreads>(sdO2 + (buf ^ 1) * Tr::kTileQ, dO + qn * p.sdo + hn * p.hs, p.sdo, len - qn, p.hs,
-                                     p.vec);
+    const int qrow0 = cu[src], qlen = cu[src + 1] - qrow0;  // the source's rows
+    const bool causal = kCausal && src == 0;                // a continuing segment sees every prefix key
+    int hn = h, srcn = src, qtn = qt + 1;                   // the next iteration's tile
+    while (qtn == qt_end(srcn)) {
+      if (++srcn == n_src) srcn = 0, ++hn;
+      qtn = qt_first(srcn);
     }
+    if (hn < h_end) load_q(hn, srcn, qtn, buf ^ 1);  // prefetch it into the other buffer
     cp_async_commit();
     for (int i = threadIdx.x; i < kBMq; i += kThreads) {
-      const bool ok = q0 + i < len;
-      sL[i] = ok ? p.lse[size_t(seq0 + q0 + i) * p.NH + h] * kLog2e : 0.0f;
-      sD[i] = ok ? p.D[size_t(seq0 + q0 + i) * p.NH + h] : 0.0f;
+      const bool ok = q0 + i < qlen;
+      sL[i] = ok ? p.lse[size_t(qrow0 + q0 + i) * p.NH + h] * kLog2e : 0.0f;
+      sD[i] = ok ? p.D[size_t(qrow0 + q0 + i) * p.NH + h] : 0.0f;
     }
     cp_async_wait<1>();  // this tile (and K, V) have landed; the prefetch may still be in flight
     __syncthreads();
@@ -149,7 +165,7 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_bwd_kernel(Params p) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int ql = nt * 8 + 2 * t + (e & 1), q = q0 + ql, key = key0 + (e >> 1) * 8;
-        const bool ok = q < len && key < len && (!kCausal || q >= key);
+        const bool ok = q < qlen && key < len && (!causal || q >= key);
         const float pv = ok ? exp2f(sT[nt][e] * p.scale_log2 - sL[ql]) : 0.0f;
         sT[nt][e] = pv;
         dpT[nt][e] = pv * (dpT[nt][e] - sD[ql]);
@@ -192,8 +208,8 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_bwd_kernel(Params p) {
 #pragma unroll
       for (int hr = 0; hr < 2; ++hr) {
         const int q = q0 + mt * 16 + g + hr * 8;
-        if (q >= len) continue;
-        float* dst = p.dq_acc + size_t(seq0 + q) * p.NH * p.hs + h * p.hs;
+        if (q >= qlen) continue;
+        float* dst = p.dq_acc + size_t(qrow0 + q) * p.NH * p.hs + h * p.hs;
 #pragma unroll
         for (int dt = 0; dt < kChunk / 8; ++dt) {
           const int col = c0 + dt * 8 + 2 * t;
@@ -203,7 +219,7 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_bwd_kernel(Params p) {
       }
     }
     __syncthreads();  // sL, sD, sdS and this buffer are overwritten next
-    h = hn, qt = qtn;
+    h = hn, src = srcn, qt = qtn;
   }
 
   T* dK = static_cast<T*>(p.dk);

@@ -6,6 +6,10 @@
 // through shared memory (cp.async, double buffered); each warp computes S = Q·Kᵀ for its rows with
 // mma.sync m16n8k16 (bf16 in, fp32 accumulate), keeps the running max m and sum l, rescales O, and
 // feeds P (bf16, straight from the accumulator registers) into O += P·V. Extra memory: lse only.
+// Shared prefixes (Params::prefix_of): a query tile of a segment that continues a prefix walks the
+// prefix's key tiles first (every key visible: only keys past the prefix's end are masked), then its
+// own (causal) — one sequence of key tiles, one pipeline (the prefetch after the prefix's last tile is
+// the first own one). The grid is unchanged: the prefix's queries are those of its own segment.
 // Precision: S, the softmax statistics, O and lse are fp32; bf16 only as MMA operands.
 // Exponentials use exp2 with the scale folded in: scale_log2 = log2(e)/√HS.
 #include "kernels/attention_common.cuh"
@@ -27,6 +31,17 @@ struct FlashFwd {
   static constexpr size_t kSmemBytes = size_t(kOffV + kKVBufs * kTileKV) * sizeof(bf16);
 };
 
+// Key tile j of a query tile: the shared prefix's tiles (rows from the prefix's first) come first, then
+// the segment's own (causal when the kernel is). Keys kbase .. kbase + kBN − 1 of a range of klen keys
+// starting at row row0.
+struct KeyTile {
+  int row0, kbase, klen;
+  bool own;
+};
+__device__ __forceinline__ KeyTile key_tile(int j, int n_pre, int kBN, PrefixRows pre, int seq0, int len) {
+  return j < n_pre ? KeyTile{pre.row0, j * kBN, pre.len, false} : KeyTile{seq0, (j - n_pre) * kBN, len, true};
+}
+
 // With kMT = 2 every K/V fragment read from shared memory feeds two MMAs.
 template <class Tr, bool kCausal, class T>
 __global__ void __launch_bounds__(Tr::kThreads) flash_fwd_kernel(Params p) {
@@ -44,15 +59,22 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_fwd_kernel(Params p) {
   if (qt < 0) return;
   const int q0 = qt * kBM;
   const int kv_end = kCausal ? min(len, q0 + kBM) : len;
-  const int n_ktiles = (kv_end + kBN - 1) / kBN;
+  const PrefixRows pre = prefix_rows(p, b);
+  const int n_pre = (pre.len + kBN - 1) / kBN;  // the shared prefix's key tiles (0: none)
+  const int n_ktiles = n_pre + (kv_end + kBN - 1) / kBN;
 
   const T* Q = static_cast<const T*>(p.q) + (seq0 + q0) * p.sq + h * p.hs;
   const int kvh = kv_head(p, h);
-  const T* K = static_cast<const T*>(p.k) + seq0 * p.sk + kvh * p.hs;
-  const T* V = static_cast<const T*>(p.v) + seq0 * p.sv + kvh * p.hs;
+  const T* K = static_cast<const T*>(p.k) + kvh * p.hs;  // + row·sk
+  const T* V = static_cast<const T*>(p.v) + kvh * p.hs;
+  auto load_kv = [&](int j, int buf) {  // key tile j into K/V buffer buf
+    const KeyTile kt = key_tile(j, n_pre, kBN, pre, seq0, len);
+    const int row = kt.row0 + kt.kbase;
+    load_tile<kBN, kHS, kThreads>(sK + buf * Tr::kTileKV, K + row * p.sk, p.sk, kt.klen - kt.kbase, p.hs, p.vec);
+    load_tile<kBN, kHS, kThreads>(sV + buf * Tr::kTileKV, V + row * p.sv, p.sv, kt.klen - kt.kbase, p.hs, p.vec);
+  };
   load_tile<kBM, kHS, kThreads>(sQ, Q, p.sq, len - q0, p.hs, p.vec);
-  load_tile<kBN, kHS, kThreads>(sK, K, p.sk, len, p.hs, p.vec);
-  load_tile<kBN, kHS, kThreads>(sV, V, p.sv, len, p.hs, p.vec);
+  load_kv(0, 0);
   cp_async_commit();
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -65,11 +87,7 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_fwd_kernel(Params p) {
 
   for (int j = 0; j < n_ktiles; ++j) {
     const int buf = j & 1;
-    if (j + 1 < n_ktiles) {  // prefetch the next K/V tile into the other buffer
-      const int kn = (j + 1) * kBN;
-      load_tile<kBN, kHS, kThreads>(sK + (buf ^ 1) * Tr::kTileKV, K + kn * p.sk, p.sk, len - kn, p.hs, p.vec);
-      load_tile<kBN, kHS, kThreads>(sV + (buf ^ 1) * Tr::kTileKV, V + kn * p.sv, p.sv, len - kn, p.hs, p.vec);
-    }
+    if (j + 1 < n_ktiles) load_kv(j + 1, buf ^ 1);  // prefetch the next K/V tile into the other buffer
     cp_async_commit();
     cp_async_wait<1>();  // everything but the prefetch just issued has landed
     __syncthreads();
@@ -92,9 +110,11 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_fwd_kernel(Params p) {
         for (int mt = 0; mt < kMT; ++mt) mma_b16(s[mt][2 * np], s[mt][2 * np + 1], qa[mt], r);
       }
     }
-    // scale into log2 units; mask keys past the end and (causal) after the query
-    const int kbase = j * kBN;
-    const bool edge = kbase + kBN > len || (kCausal && kbase + kBN - 1 > wrow);
+    // scale into log2 units; mask keys past the end of their range and (causal, own keys) after the query
+    const KeyTile kt = key_tile(j, n_pre, kBN, pre, seq0, len);
+    const int kbase = kt.kbase, klen = kt.klen;
+    const bool causal = kCausal && kt.own;
+    const bool edge = kbase + kBN > klen || (causal && kbase + kBN - 1 > wrow);
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
@@ -104,7 +124,7 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_fwd_kernel(Params p) {
           float x = s[mt][nt][e] * p.scale_log2;
           if (edge) {
             const int key = kbase + nt * 8 + 2 * t + (e & 1), row = wrow + mt * 16 + g + (e >> 1) * 8;
-            if (key >= len || (kCausal && key > row)) x = -INFINITY;
+            if (key >= klen || (causal && key > row)) x = -INFINITY;
           }
           s[mt][nt][e] = x;
         }

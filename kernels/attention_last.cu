@@ -10,6 +10,12 @@
 // (always the same thread for a given (j, column), so no atomics and a fixed order); dq of each head
 // is its own. The warps' partial results meet in shared memory and warp 0 combines them in a fixed
 // order.
+// Shared prefixes (prefix_of, as AttnShape::prefix_of): the query of a segment that continues a prefix
+// reads the prefix's rows and then all of its own — key j of P + len is prefix row j (j < P), then own
+// row j − P, warp-strided as above. Backward: the block of a segment that opens a group (the prefix)
+// does the whole group — its own query, then each continuing segment's, in order — and the blocks of
+// continuing segments return at once. A prefix row j is key j of every segment of the group, so it is
+// always the same thread that adds into its dk, dv: no atomics, a fixed order, as without prefixes.
 // Precision: fp32 loads and fp32 accumulation throughout.
 #include "kernels/attention_common.cuh"
 
@@ -43,7 +49,8 @@ struct QkvCols {
   __device__ long v(int g) const { return v0 + g * hs; }
 };
 
-__global__ void last_fwd_kernel(float* out, float* lse, const float* qkv, const int32_t* cu, int NH, int NKV, int hs) {
+__global__ void last_fwd_kernel(float* out, float* lse, const float* qkv, const int32_t* cu, const int32_t* prefix_of,
+                                int NH, int NKV, int hs) {
   __shared__ float s_m[kLastWarps], s_l[kLastWarps], s_acc[kLastWarps][kMaxHS];
   const int b = blockIdx.x, h = blockIdx.y, g = h / (NH / NKV), warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int C = NH * hs;
@@ -54,9 +61,11 @@ __global__ void last_fwd_kernel(float* out, float* lse, const float* qkv, const 
   float qv[kLastCols], acc[kLastCols] = {};
   for (int i = 0, c = lane; i < kLastCols; ++i, c += 32) qv[i] = c < hs ? q[c] : 0.0f;
   float m = -INFINITY, l = 0;
-  for (int j = warp; j < len; j += kLastWarps) {
-    const float* k = qkv + size_t(seq0 + j) * col.W + col.k(g);
-    const float* v = qkv + size_t(seq0 + j) * col.W + col.v(g);
+  const attn::PrefixRows pre = attn::prefix_rows(cu, prefix_of, b);
+  for (int j = warp; j < pre.len + len; j += kLastWarps) {
+    const int row = j < pre.len ? pre.row0 + j : seq0 + j - pre.len;
+    const float* k = qkv + size_t(row) * col.W + col.k(g);
+    const float* v = qkv + size_t(row) * col.W + col.v(g);
     const float s = dot_lanes(qv, k, hs) * scale;
     const float m_new = fmaxf(m, s), alpha = __expf(m - m_new), pj = __expf(s - m_new);
     l = l * alpha + pj;
@@ -81,76 +90,84 @@ __global__ void last_fwd_kernel(float* out, float* lse, const float* qkv, const 
   if (lane == 0) lse[size_t(b) * NH + h] = M + logf(L);
 }
 
-// dqkv was zeroed; for the last query q of each query head h in the group of key/value head g, and
-// every key j of the sequence:
+// dqkv was zeroed; for the last query q of each segment of the group and each query head h in the
+// group of key/value head g, and every key j of the segment (its prefix's rows included):
 //   p_j = exp(scale·q·k_j − lse),  ds_j = p_j(dout·v_j − dout·out)
-//   dv_j += p_j·dout,  dk_j += scale·ds_j·q   (summed over the group's heads)
+//   dv_j += p_j·dout,  dk_j += scale·ds_j·q   (summed over the group's heads and segments)
 //   dq = scale·Σ_j ds_j·k_j                   (head h's own)
 __global__ void last_bwd_kernel(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
-                                const int32_t* cu, int NH, int NKV, int hs) {
+                                const int32_t* cu, const int32_t* prefix_of, int B, int NH, int NKV, int hs) {
   __shared__ float s_dq[kLastWarps][kMaxHS];
-  const int b = blockIdx.x, g = blockIdx.y, G = NH / NKV, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int first = blockIdx.x, g = blockIdx.y, G = NH / NKV, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (prefix_of && prefix_of[first] >= 0) return;  // done by the block of its group's prefix
   const int C = NH * hs;
   const QkvCols col(NH, NKV, hs);
-  const int seq0 = cu[b], len = cu[b + 1] - seq0;
   const float scale = rsqrtf(static_cast<float>(hs));
-  const size_t qrow = size_t(seq0 + len - 1);
-  for (int h = g * G; h < (g + 1) * G; ++h) {
-    float qv[kLastCols], dov[kLastCols], dq[kLastCols] = {};
-    float D = 0;
-    for (int i = 0, c = lane; i < kLastCols; ++i, c += 32) {
-      qv[i] = c < hs ? qkv[qrow * col.W + col.q(h) + c] : 0.0f;
-      dov[i] = c < hs ? dout[size_t(b) * C + h * hs + c] : 0.0f;
-      D += c < hs ? dov[i] * out[size_t(b) * C + h * hs + c] : 0.0f;
-    }
-    D = warp_sum(D);
-    const float L = lse[size_t(b) * NH + h];
-    for (int j = warp; j < len; j += kLastWarps) {
-      const size_t row = size_t(seq0 + j);
-      const float* k = qkv + row * col.W + col.k(g);
-      const float* v = qkv + row * col.W + col.v(g);
-      const float pj = __expf(dot_lanes(qv, k, hs) * scale - L);
-      const float ds = pj * (dot_lanes(dov, v, hs) - D);
-      float* dk = dqkv + row * col.W + col.k(g);
-      float* dv = dqkv + row * col.W + col.v(g);
+  const int pre0 = cu[first], P = cu[first + 1] - pre0;  // the group's prefix (or the plain sequence)
+  const int end = first + 1 + attn::n_continuations(prefix_of, B, first);
+  for (int b = first; b < end; ++b) {
+    const int seq0 = cu[b], len = cu[b + 1] - seq0;
+    const int np = b == first ? 0 : P;  // prefix rows before its own (keys j < np: row pre0 + j)
+    const size_t qrow = size_t(seq0 + len - 1);
+    for (int h = g * G; h < (g + 1) * G; ++h) {
+      float qv[kLastCols], dov[kLastCols], dq[kLastCols] = {};
+      float D = 0;
       for (int i = 0, c = lane; i < kLastCols; ++i, c += 32) {
-        if (c >= hs) continue;
-        dv[c] += pj * dov[i];
-        dk[c] += scale * ds * qv[i];
-        dq[i] += scale * ds * k[c];
+        qv[i] = c < hs ? qkv[qrow * col.W + col.q(h) + c] : 0.0f;
+        dov[i] = c < hs ? dout[size_t(b) * C + h * hs + c] : 0.0f;
+        D += c < hs ? dov[i] * out[size_t(b) * C + h * hs + c] : 0.0f;
       }
+      D = warp_sum(D);
+      const float L = lse[size_t(b) * NH + h];
+      for (int j = warp; j < np + len; j += kLastWarps) {
+        const size_t row = size_t(j < np ? pre0 + j : seq0 + j - np);
+        const float* k = qkv + row * col.W + col.k(g);
+        const float* v = qkv + row * col.W + col.v(g);
+        const float pj = __expf(dot_lanes(qv, k, hs) * scale - L);
+        const float ds = pj * (dot_lanes(dov, v, hs) - D);
+        float* dk = dqkv + row * col.W + col.k(g);
+        float* dv = dqkv + row * col.W + col.v(g);
+        for (int i = 0, c = lane; i < kLastCols; ++i, c += 32) {
+          if (c >= hs) continue;
+          dv[c] += pj * dov[i];
+          dk[c] += scale * ds * qv[i];
+          dq[i] += scale * ds * k[c];
+        }
+      }
+      for (int i = 0; i < kLastCols; ++i) s_dq[warp][i * 32 + lane] = dq[i];
+      __syncthreads();
+      if (warp == 0)
+        for (int i = 0, c = lane; i < kLastCols; ++i, c += 32) {
+          if (c >= hs) continue;
+          float a = 0;
+          for (int w = 0; w < kLastWarps; ++w) a += s_dq[w][i * 32 + lane];
+          dqkv[qrow * col.W + col.q(h) + c] = a;
+        }
+      __syncthreads();  // s_dq is rewritten for the next head
     }
-    for (int i = 0; i < kLastCols; ++i) s_dq[warp][i * 32 + lane] = dq[i];
-    __syncthreads();
-    if (warp == 0)
-      for (int i = 0, c = lane; i < kLastCols; ++i, c += 32) {
-        if (c >= hs) continue;
-        float a = 0;
-        for (int w = 0; w < kLastWarps; ++w) a += s_dq[w][i * 32 + lane];
-        dqkv[qrow * col.W + col.q(h) + c] = a;
-      }
-    __syncthreads();  // s_dq is rewritten for the next head
   }
 }
 
 }  // namespace
 
-void attention_last_forward(float* out, float* lse, const float* qkv, const int32_t* cu_seqlens, int B, int NH, int NKV,
-                            int HS, cudaStream_t s) {
+void attention_last_forward(float* out, float* lse, const float* qkv, const int32_t* cu_seqlens,
+                            const int32_t* prefix_of, int B, int NH, int NKV, int HS, cudaStream_t s) {
   attn::check_head_size(HS);
   check_heads(NH, NKV);
   if (B == 0) return;
-  last_fwd_kernel<<<dim3(B, NH), 32 * kLastWarps, 0, s>>>(out, lse, qkv, cu_seqlens, NH, NKV, HS);
+  last_fwd_kernel<<<dim3(B, NH), 32 * kLastWarps, 0, s>>>(out, lse, qkv, cu_seqlens, prefix_of, NH, NKV, HS);
   CAIRN_CUDA_LAUNCH_CHECK("last-query attention forward");
 }
 
 void attention_last_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
-                             const int32_t* cu_seqlens, int B, int N, int NH, int NKV, int HS, cudaStream_t s) {
+                             const int32_t* cu_seqlens, const int32_t* prefix_of, int B, int N, int NH, int NKV,
+                             int HS, cudaStream_t s) {
   attn::check_head_size(HS);
   check_heads(NH, NKV);
   check(cudaMemsetAsync(dqkv, 0, size_t(N) * (NH + 2 * NKV) * HS * sizeof(float), s), "last-query attention backward");
   if (B == 0) return;
-  last_bwd_kernel<<<dim3(B, NKV), 32 * kLastWarps, 0, s>>>(dqkv, dout, qkv, out, lse, cu_seqlens, NH, NKV, HS);
+  last_bwd_kernel<<<dim3(B, NKV), 32 * kLastWarps, 0, s>>>(dqkv, dout, qkv, out, lse, cu_seqlens, prefix_of, B, NH,
+                                                            NKV, HS);
   CAIRN_CUDA_LAUNCH_CHECK("last-query attention backward");
 }
 

@@ -81,6 +81,10 @@ void adamw_update(float* p, const float* g, float* m, float* v, size_t n, const 
 // key/value head g at columns g·HS ..; out, dout, dq like q (NH heads), dk, dv like k, v (NKV heads).
 // Sequence b owns rows [cu_seqlens[b], cu_seqlens[b+1]). The model passes its qkv[N, (NH+2·NKV)·HS]
 // as q = qkv, k = qkv + AttnShape::k_col(), v = qkv + AttnShape::v_col(), every stride qkv_cols().
+// Shared prefixes: with AttnShape::prefix_of (the layout of SeqLayout::prefix_of, backend.h) a segment
+// b with prefix_of[b] = g ≥ 0 reads every row of segment g before its own (causal) rows; out, lse and
+// dq stay per row, and the prefix's dk, dv gather the terms of every segment of its group. The kernels
+// trust the layout: check it on the host first (check_prefix_layout). Null: independent segments.
 enum class AttnDtype { F32, BF16 };
 enum class AttnKernel {
   Naive,     // one thread per query (forward, dQ) or key (dK, dV) row, fp32 throughout: the reference
@@ -94,6 +98,7 @@ const char* attn_kernel_name(AttnKernel k);
 
 struct AttnShape {
   const int32_t* cu_seqlens = nullptr;  // (B+1) device
+  const int32_t* prefix_of = nullptr;   // (B) device, or null: shared prefixes (see above)
   int B = 0, NH = 0, HS = 0, max_len = 0, n_tokens = 0;
   int NKV = 0;  // key/value heads: 1 ≤ NKV, NH % NKV == 0 (NKV = NH: multi-head); anything else throws
   bool causal = true;
@@ -122,13 +127,18 @@ struct AttnBwd {
 size_t attention_bwd_workspace_floats(const AttnShape& s);
 void attention_forward(AttnKernel k, AttnDtype t, const AttnShape& s, const AttnFwd& a, cudaStream_t st);
 void attention_backward(AttnKernel k, AttnDtype t, const AttnShape& s, const AttnBwd& a, cudaStream_t st);
+// Throws std::invalid_argument unless host_prefix_of[B] is a group layout (SeqLayout::prefix_of): each
+// segment has no prefix (−1) or continues the segment that opened its group.
+void check_prefix_layout(const int32_t* host_prefix_of, int B);
 
 // ---- attention_last.cu ----  the last query of each sequence only (fp32), grouped-query as above,
 // q, k, v read from the model's qkv[N, (NH+2·NKV)·HS]: out[B, NH·HS], lse[B, NH]; backward assigns
-// ALL of dqkv[N, (NH+2·NKV)·HS] (zero where the last query does not reach).
-void attention_last_forward(float* out, float* lse, const float* qkv, const int32_t* cu_seqlens, int B, int NH, int NKV,
-                            int HS, cudaStream_t s);
+// ALL of dqkv[N, (NH+2·NKV)·HS] (zero where the last query does not reach). prefix_of (device, or null)
+// as AttnShape::prefix_of: a continuing segment's query also reads every row of its prefix.
+void attention_last_forward(float* out, float* lse, const float* qkv, const int32_t* cu_seqlens,
+                            const int32_t* prefix_of, int B, int NH, int NKV, int HS, cudaStream_t s);
 void attention_last_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
-                             const int32_t* cu_seqlens, int B, int N, int NH, int NKV, int HS, cudaStream_t s);
+                             const int32_t* cu_seqlens, const int32_t* prefix_of, int B, int N, int NH, int NKV,
+                             int HS, cudaStream_t s);
 
 }  // namespace cairn::cuda

@@ -211,14 +211,15 @@ class CudaBackend final : public Backend {
   }
 
   // ---- attention (grouped-query; qkv rows [q heads | k heads | v heads], AttnShape::k_col / v_col) ----
-  static void no_shared_prefixes(const SeqLayout& s) {
-    if (s.prefix_of)
-      throw std::runtime_error("shared-prefix packing is not implemented by the CUDA attention kernels yet");
+  // Shared prefixes (SeqLayout::prefix_of) go to the kernels as they are; their layout is checked on
+  // the host copy first (the kernels trust it).
+  static const int32_t* prefixes(const SeqLayout& s) {
+    if (s.prefix_of) cuda::check_prefix_layout(s.host_prefix_of, s.n_seqs);
+    return s.prefix_of;
   }
   void attention_forward(float* out, float* lse, const float* qkv, const SeqLayout& s, int NH, int NKV,
                          int HS) override {
     Timed t(this, "attention");
-    no_shared_prefixes(s);
     const cuda::AttnShape sh = shape(s, NH, NKV, HS);
     const long C = long(NH) * HS, W = sh.qkv_cols();
     cuda::AttnFwd a{qkv, qkv + sh.k_col(), qkv + sh.v_col(), W, W, W, out, C, lse};
@@ -227,7 +228,6 @@ class CudaBackend final : public Backend {
   void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
                           const SeqLayout& s, int NH, int NKV, int HS) override {
     Timed t(this, "attention_bwd");
-    no_shared_prefixes(s);
     const cuda::AttnShape sh = shape(s, NH, NKV, HS);
     const long C = long(NH) * HS, W = sh.qkv_cols();
     cuda::AttnBwd a{qkv, qkv + sh.k_col(), qkv + sh.v_col(), out, dout, W, W, W, C, C, lse,
@@ -238,14 +238,13 @@ class CudaBackend final : public Backend {
   void attention_last_forward(float* out, float* lse, const float* qkv, const SeqLayout& s, int NH, int NKV,
                               int HS) override {
     Timed t(this, "attention");
-    no_shared_prefixes(s);
-    cuda::attention_last_forward(out, lse, qkv, s.cu_seqlens, s.n_seqs, NH, NKV, HS, stream_);
+    cuda::attention_last_forward(out, lse, qkv, s.cu_seqlens, prefixes(s), s.n_seqs, NH, NKV, HS, stream_);
   }
   void attention_last_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
                                const SeqLayout& s, int NH, int NKV, int HS) override {
     Timed t(this, "attention_bwd");
-    no_shared_prefixes(s);
-    cuda::attention_last_backward(dqkv, dout, qkv, out, lse, s.cu_seqlens, s.n_seqs, s.n_tokens, NH, NKV, HS, stream_);
+    cuda::attention_last_backward(dqkv, dout, qkv, out, lse, s.cu_seqlens, prefixes(s), s.n_seqs, s.n_tokens, NH, NKV,
+                                  HS, stream_);
   }
   void gather_rows(float* out, const float* inp, const int32_t* rows, int R, int C) override {
     cuda::gather_rows(out, inp, rows, R, C, stream_);
@@ -288,7 +287,7 @@ class CudaBackend final : public Backend {
 
   static cuda::AttnShape shape(const SeqLayout& s, int NH, int NKV, int HS) {
     cuda::AttnShape sh;
-    sh.cu_seqlens = s.cu_seqlens, sh.B = s.n_seqs, sh.NH = NH, sh.NKV = NKV, sh.HS = HS, sh.max_len = s.max_len;
+    sh.cu_seqlens = s.cu_seqlens, sh.prefix_of = prefixes(s), sh.B = s.n_seqs, sh.NH = NH, sh.NKV = NKV, sh.HS = HS, sh.max_len = s.max_len;
     sh.n_tokens = s.n_tokens, sh.causal = true;
     return sh;
   }

@@ -72,9 +72,8 @@ const std::vector<PairTarget> kStepPairs = {{0, 1, 1.0f, 0.0f, 1.0f, -1}, {2, 3,
                                             {4, 5, 1.0f, 0.0f, 1.0f, 1}, {6, 7, 0.3f, 0.0f, 0.5f, -1}};
 
 // One training step and 5 AdamW steps on the GPU (fp32 and bf16 GEMMs) against the CPU.
-void expect_step_matches_cpu(const ModelConfig& cfg, int frozen_layers, const std::string& what) {
-  const TokenBatch batch = step_batch(cfg);
-  const std::vector<PairTarget>& pairs = kStepPairs;
+void expect_step_matches_cpu(const ModelConfig& cfg, int frozen_layers, const std::string& what,
+                             const TokenBatch& batch, const std::vector<PairTarget>& pairs) {
   auto cpu = make_backend("cpu", 2);
   const StepResult ref = run_steps(*cpu, cfg, batch, pairs, 5, frozen_layers);
   for (CudaMath math : {CudaMath::FP32, CudaMath::BF16}) {
@@ -101,6 +100,48 @@ void expect_step_matches_cpu(const ModelConfig& cfg, int frozen_layers, const st
     }
   }
 }
+void expect_step_matches_cpu(const ModelConfig& cfg, int frozen_layers, const std::string& what) {
+  expect_step_matches_cpu(cfg, frozen_layers, what, step_batch(cfg), kStepPairs);
+}
+
+// Pairs (and a triple) that share their prompt, packed as groups by TokenBatch::add_shared (share
+// false: the same sequences one by one): prompts of 1 token, of 150 (more than two attention tiles)
+// with a response of a single token, and of 20 with three responses; plain sequences first, between
+// and last. The responses differ in their first token, so the shared prefix is exactly the prompt.
+TokenBatch shared_batch(const ModelConfig& cfg, bool share) {
+  Rng rng(4);
+  auto tokens = [&](int n) {
+    std::vector<int32_t> t(n);
+    for (auto& x : t) x = 3 + static_cast<int32_t>(rng.below(cfg.vocab_size - 3));
+    return t;
+  };
+  TokenBatch batch;
+  batch.clear();
+  auto group = [&](int prompt, const std::vector<int>& rests, int want) {
+    const std::vector<int32_t> p = tokens(prompt);
+    std::vector<std::vector<int32_t>> seqs;
+    for (size_t k = 0; k < rests.size(); ++k) {
+      std::vector<int32_t> s = p, r = tokens(rests[k]);
+      r[0] = static_cast<int32_t>(k);  // distinct first response tokens (ids 0, 1, 2 are never drawn above)
+      s.insert(s.end(), r.begin(), r.end());
+      seqs.push_back(s);
+    }
+    std::vector<const std::vector<int32_t>*> ptrs;
+    for (const auto& s : seqs) ptrs.push_back(&s);
+    EXPECT_EQ(batch.add_shared(ptrs, share), share ? want : 0);
+  };
+  batch.add(tokens(31));
+  group(1, {40, 60}, 1);
+  group(150, {1, 50}, 150);
+  batch.add(tokens(64));
+  group(20, {30, 2, 45}, 20);
+  batch.add(tokens(2));
+  return batch;
+}
+// Sequences (reward rows): 0 plain | 1, 2 | 3, 4 | 5 plain | 6, 7, 8 | 9 plain
+const std::vector<PairTarget> kSharedPairs = {{1, 2, 1.0f, 0.0f, 1.0f, -1}, {4, 3, 0.8f, 0.1f, 2.0f, 0},
+                                              {6, 7, 1.0f, 0.0f, 1.0f, 1},  {8, 7, 0.3f, 0.0f, 0.5f, -1},
+                                              {0, 9, 1.0f, 0.0f, 1.0f, -1}, {5, 6, 0.9f, 0.0f, 1.0f, 0}};
 }  // namespace
 
 TEST(CudaModel, TrainingStepMatchesCpu) {
@@ -125,6 +166,36 @@ TEST(CudaModel, LlamaTrainingStepMatchesCpu) {
     expect_step_matches_cpu(cfg, sh.frozen,
                             "llama C " + std::to_string(sh.d_model) + " NH " + std::to_string(sh.n_heads) + " NKV " +
                                 std::to_string(sh.n_kv_heads) + " frozen " + std::to_string(sh.frozen));
+  }
+}
+
+// Shared-prefix packing (TokenBatch::add_shared) on the CUDA backend: the training step against the
+// CPU backend on the same shared batch (rewards, loss, every gradient, 5 AdamW steps; the tolerances
+// above), for gpt2 and llama with grouped-query attention; and, independently of the CPU code, the
+// shared batch against the same sequences packed one by one, on the GPU (fp32 GEMMs: the rewards and
+// gradients of the same sequences, up to the bf16 attention's tiling).
+TEST(CudaModel, SharedPrefixTrainingStepMatchesCpu) {
+  CAIRN_REQUIRE_GPU();
+  ModelConfig llama = step_config();
+  llama.arch = "llama";
+  llama.d_model = 192, llama.n_heads = 6, llama.n_kv_heads = 2;
+  llama.rope_theta = 10000.0f, llama.norm_eps = 1e-5f;
+  llama.validate();
+  for (const auto& [cfg, name] : {std::pair{step_config(), "gpt2"}, std::pair{llama, "llama NH 6 NKV 2"}}) {
+    const TokenBatch shared = shared_batch(cfg, true), plain = shared_batch(cfg, false);
+    ASSERT_TRUE(shared.has_prefixes());
+    ASSERT_EQ(shared.n_seqs(), plain.n_seqs());
+    ASSERT_LT(shared.n_tokens(), plain.n_tokens());
+    expect_step_matches_cpu(cfg, 0, std::string(name) + ", shared prefixes", shared, kSharedPairs);
+
+    auto gpu = make_cuda_backend(0, CudaMath::FP32);
+    const StepResult s = run_steps(*gpu, cfg, shared, kSharedPairs, 0), u = run_steps(*gpu, cfg, plain, kSharedPairs, 0);
+    const double e_r = rel_l2(s.rewards, u.rewards), e_g = rel_l2(s.grads, u.grads);
+    std::printf("%s: shared vs unshared packing on the GPU: rewards %.2e  loss %.6f vs %.6f  gradients %.2e\n", name, e_r,
+                s.loss.loss, u.loss.loss, e_g);
+    EXPECT_LT(e_r, 1e-2) << name;
+    EXPECT_NEAR(s.loss.loss, u.loss.loss, 5e-3 * std::fabs(u.loss.loss)) << name;
+    EXPECT_LT(e_g, 2e-2) << name;
   }
 }
 
