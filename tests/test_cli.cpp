@@ -144,6 +144,8 @@ TEST(Cli, PrefixSharingTrainsAndEvaluatesAsTheUnsharedLayout) {
     EXPECT_EQ(ja.contains("pairs_per_s"), true);
   }
   EXPECT_EQ(lines, 4);
+  EXPECT_EQ(cairn_run("train " + common + d.file("bad") + " --prefix-sharing sometimes").code, 2);
+  EXPECT_EQ(cairn_run("train " + common + d.file("bad") + " --prefix-sharing on --no-prefix-sharing").code, 2);
   for (const char* run : {"on", "off"}) {
     CliResult es = cairn_run("eval --json --model " + d.file(run) + " --pairs " + valid);
     CliResult eu = cairn_run("eval --json --no-prefix-sharing --model " + d.file(run) + " --pairs " + valid);
