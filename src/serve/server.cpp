@@ -6,6 +6,7 @@
 #include <thread>
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include "serve/batcher.h"
 #include "serve/metrics.h"
@@ -60,6 +61,7 @@ struct Server::Impl {
   std::string model_info;
   std::string expected_auth;
   std::atomic<long> in_flight{0};
+  int listen_fd = -1;
   httplib::Server http;
 
   Impl(const ServeOptions& o, Model& model, const Tokenizer& tok, const nlohmann::json& info)
@@ -134,9 +136,17 @@ struct Server::Impl {
     http.set_payload_max_length(opt.max_body_bytes);
     http.set_keep_alive_max_count(1000);
     http.set_keep_alive_timeout(2);  // also bounds how long an idle connection delays a drain
-    http.set_read_timeout(10);
-    http.set_write_timeout(10);
+    http.set_read_timeout(5);  // a client that stops sending holds a worker at most this long
+    http.set_write_timeout(5);
     http.set_tcp_nodelay(true);
+    // httplib listens with a backlog of 5: 64 clients connecting at once overflow it and wait for
+    // SYN retransmits (1 s, 3 s). The listening socket is remembered here and its backlog raised
+    // once bound (listen() on a listening socket only changes the backlog).
+    http.set_socket_options([this](socket_t fd) {
+      int yes = 1;
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+      listen_fd = fd;
+    });
     http.set_pre_routing_handler([](const Request& req, Response&) {
       t_ctx = RequestContext{};
       t_ctx.start = now_seconds();
@@ -196,6 +206,7 @@ int Server::bind() {
   if (got < 0)
     throw std::runtime_error("cannot listen on " + host + ":" + std::to_string(port) +
                              " (address in use, not an address of this machine, or a port below 1024 without privileges)");
+  if (impl_->listen_fd >= 0) ::listen(impl_->listen_fd, 1024);
   return got;
 }
 
