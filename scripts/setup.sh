@@ -9,6 +9,7 @@ pkgs=(
   libeigen3-dev                       # CPU GEMMs
   libsentencepiece-dev sentencepiece  # tokenizer
   libcxxopts-dev                      # command line
+  libcpp-httplib-dev                  # HTTP server of `cairn serve` (and the client of its tests and bench)
   nlohmann-json3-dev                  # JSON
   zlib1g-dev                          # .gz input
   libgtest-dev libgmock-dev           # tests

@@ -1,9 +1,6 @@
 // `cairn score`: streams JSONL records in, writes each record unchanged plus "reward" (and "rewards"
 // per head for multi-head models), in order. Memory is bounded by one batch. The output file appears
 // atomically when every record is scored; a bad record (without --skip-bad) leaves no output.
-#include <cfloat>
-#include <charconv>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -14,55 +11,34 @@
 #include "cairn/data.h"
 #include "cairn/errors.h"
 #include "cairn/io.h"
-#include "cairn/reward.h"
 #include "cli/command.h"
 #include "cli/common.h"
 #include "cli/run_model.h"
+#include "cli/scoring.h"
 #include "train/progress.h"
 #include "util/timing.h"
 
 namespace cairn::cli {
 namespace {
 
-// A reward as a JSON number: the shortest decimal that reads back as the same float32 (std::to_chars),
-// parsed into the double that nlohmann::json prints back as that same decimal.
-nlohmann::ordered_json reward_number(double x) {
-  char b[32];
-  const auto r = std::to_chars(b, b + sizeof b, static_cast<float>(x));
-  return std::strtod(std::string(b, r.ptr).c_str(), nullptr);
-}
-
 // The record with reward fields added. Appends text when the record has no such keys (keeps its
 // bytes exactly); otherwise re-serializes it with the fields replaced.
-std::string with_rewards(const std::string& line, const nlohmann::json& rec, const ModelConfig& cfg,
-                        const std::vector<float>& weights, const float* r) {
-  const nlohmann::ordered_json composite = reward_number(side_reward(r, 0, -1, cfg.n_heads_out, weights.data()));
-  nlohmann::ordered_json per_head = nlohmann::ordered_json::object();
-  if (cfg.n_heads_out > 1)
-    for (int h = 0; h < cfg.n_heads_out; ++h) per_head[cfg.head_names[h]] = reward_number(r[h]);
+std::string with_rewards(const std::string& line, const nlohmann::json& rec, const RecordScorer& scorer, const float* r) {
+  const bool multi = scorer.config().n_heads_out > 1;
+  const nlohmann::ordered_json composite = reward_number(scorer.composite(r));
+  const nlohmann::ordered_json per_head = scorer.per_head(r);
   if (!rec.contains("reward") && !rec.contains("rewards")) {
     const size_t end = line.find_last_not_of(" \t\r");
     std::string out = line.substr(0, end);  // drops the closing '}'
     out += (rec.empty() ? "" : ",");
     out += "\"reward\":" + composite.dump();
-    if (cfg.n_heads_out > 1) out += ",\"rewards\":" + per_head.dump();
+    if (multi) out += ",\"rewards\":" + per_head.dump();
     return out + "}";
   }
   nlohmann::ordered_json o = nlohmann::ordered_json::parse(line);
   o["reward"] = composite;
-  if (cfg.n_heads_out > 1) o["rewards"] = per_head;
+  if (multi) o["rewards"] = per_head;
   return o.dump();
-}
-
-// The first non-finite value among a record's head outputs and its composite (as float32): "NaN",
-// "inf" or "-inf"; null when all are finite. Weights are checked when the run loads, so this is the
-// forward pass overflowing.
-const char* non_finite_reward(const float* r, const ModelConfig& cfg, const std::vector<float>& weights) {
-  auto name = [](double x) { return std::isnan(x) ? "NaN" : x > 0 ? "inf" : "-inf"; };
-  for (int h = 0; h < cfg.n_heads_out; ++h)
-    if (!std::isfinite(r[h])) return name(r[h]);
-  const double c = side_reward(r, 0, -1, cfg.n_heads_out, weights.data());
-  return std::fabs(c) <= FLT_MAX ? nullptr : name(c);
 }
 
 int run(int argc, char** argv) {
@@ -90,8 +66,7 @@ int run(int argc, char** argv) {
   AtomicWriter out(out_path);  // before the model loads: a bad --output fails at once
   LoadedRun run = load_run(a["model"].as<std::string>(), backend_options(a));
   const ModelConfig& cfg = run.model->config();
-  const std::vector<float> weights = head_weights(cfg, HeadUse::Scoring);
-  const ChatTemplate chat = ChatTemplate::by_name(cfg.chat_template, cfg.chat_system);
+  const RecordScorer scorer(cfg, *run.tokenizer);
 
   LineReader in(in_path);
   struct Item {
@@ -113,10 +88,10 @@ int run(int argc, char** argv) {
     for (const Item& it : items) {
       if (it.scored) {
         const float* r = rewards.data() + static_cast<size_t>(k++) * cfg.n_heads_out;
-        if (const char* bad = non_finite_reward(r, cfg, weights))
+        if (const char* bad = scorer.non_finite(r))
           throw std::runtime_error(in_path + ":" + std::to_string(it.line_no) + ": the reward is not finite (" + bad +
                                    "): the model overflows on this record");
-        out.write(with_rewards(it.line, it.rec, cfg, weights, r));
+        out.write(with_rewards(it.line, it.rec, scorer, r));
       } else {
         out.write(it.line);
       }
@@ -136,9 +111,8 @@ int run(int argc, char** argv) {
     Item it{line, in.line_number(), {}, true};
     try {
       it.rec = parse_json_line(line, in_path, in.line_number());
-      ScoreText st = render_score_record(it.rec, in_path, in.line_number(), chat);
       bool cut = false;
-      batch.add(run.tokenizer->encode_for_model(st.text, cfg.max_seq_len, &cut));
+      batch.add(scorer.tokenize(scorer.render(it.rec, in_path, in.line_number()), &cut));
       n_truncated += cut;
     } catch (const DataError& e) {
       if (!skip_bad) throw;

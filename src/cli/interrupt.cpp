@@ -16,6 +16,8 @@ std::atomic<bool> g_graceful{false}, g_stop{false};
 // so the handler never reads a half-written line.
 char g_buffers[2][448];
 std::atomic<const char*> g_message{"cairn: interrupted\n"};
+// The graceful mode's lines: on the first signal, and on the second (which exits at once).
+std::atomic<const char*> g_first_note{nullptr}, g_second_note{nullptr};
 int g_next_buffer = 0;
 static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<const char*>::is_always_lock_free);
 
@@ -31,9 +33,8 @@ void say_and_exit(const char* msg) {
 
 void on_signal(int) {
   if (!g_graceful.load()) say_and_exit(g_message.load());
-  if (g_stop.exchange(true))
-    say_and_exit("\nsecond interrupt: exiting now without saving; the last checkpoint is intact\n");
-  say("\ninterrupt: stopping at the next block boundary, then saving a checkpoint (again to exit at once)\n");
+  if (g_stop.exchange(true)) say_and_exit(g_second_note.load());
+  say(g_first_note.load());
 }
 
 void set_interrupt_mask(int how) {
@@ -65,7 +66,9 @@ void set_interrupt_message(const char* msg) {
   g_message.store(b);
 }
 
-const std::atomic<bool>& enter_graceful_interrupts() {
+const std::atomic<bool>& enter_graceful_interrupts(const char* first_note, const char* second_note) {
+  g_first_note = first_note;
+  g_second_note = second_note;
   g_graceful = true;
   return g_stop;
 }

@@ -14,7 +14,10 @@ void block_interrupt_signals();
 void install_interrupt_handlers();
 // The line printed when a signal ends the process in immediate mode (copied, cut at 446 bytes; call from one thread).
 void set_interrupt_message(const char* msg);
-// From now on the first signal sets the returned flag instead of exiting.
-const std::atomic<bool>& enter_graceful_interrupts();
+// From now on the first signal sets the returned flag (and prints first_note) instead of exiting; a
+// second one prints second_note and exits with 130. The notes must outlive the process (literals).
+const std::atomic<bool>& enter_graceful_interrupts(
+    const char* first_note = "\ninterrupt: stopping at the next block boundary, then saving a checkpoint (again to exit at once)\n",
+    const char* second_note = "\nsecond interrupt: exiting now without saving; the last checkpoint is intact\n");
 
 }  // namespace cairn::cli
