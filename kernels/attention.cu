@@ -30,6 +30,9 @@
 // query tile walks the prefix's key tiles, then its own; backward, the owner of a prefix key (thread,
 // warp or block) also walks every query of the segments continuing it, so the prefix's dK, dV are
 // summed in one place in a fixed order (each kernel's header says how). dQ, out and lse stay per row.
+// Prefix support is a compile-time parameter of every kernel (kPrefix), chosen at launch on prefix_of
+// != null: the kPrefix = false instantiations are the plain path, the same loops and arithmetic as
+// without the feature (no extra registers for the common, unshared case).
 //
 // Inputs are fp32 (the model's qkv) or bf16 (the benchmark); fp32 is rounded to bf16 when a tile is
 // staged in shared memory. Softmax statistics, accumulators, lse and dQ are fp32 throughout.

@@ -45,12 +45,13 @@ struct Params {
   float* dq_acc;  // [N, NH·hs]
   float* D;       // [N, NH]
   const int32_t* cu;
-  const int32_t* prefix_of;  // (B) shared prefixes (AttnShape::prefix_of), or null
-  int B;                     // segments
-  int NH, NKV, group, hs;    // group = NH / NKV query heads per key/value head
+  int NH, NKV, group, hs;  // group = NH / NKV query heads per key/value head
   unsigned group_magic;    // ⌈2³²/group⌉ (group ≥ 2): h / group = umulhi(h, group_magic), see kv_head
   float scale, scale_log2;
   bool vec;  // fp32 rows may be read as float4
+  // Read by the kPrefix = true kernels only; last, so the plain path's fields keep their offsets.
+  const int32_t* prefix_of;  // (B) shared prefixes (AttnShape::prefix_of), or null
+  int B;                     // segments
 };
 // The key/value head of query head h: h / group, as a multiply-high rather than an integer division
 // (which perturbs the register allocation of the flash kernels for nothing). Exact: with m = ⌈2³²/d⌉ =
@@ -82,8 +83,18 @@ __device__ __forceinline__ int n_continuations(const int32_t* prefix_of, int B, 
     while (b + 1 + n < B && prefix_of[b + 1 + n] == b) ++n;
   return n;
 }
-__device__ __forceinline__ PrefixRows prefix_rows(const Params& p, int b) { return prefix_rows(p.cu, p.prefix_of, b); }
-__device__ __forceinline__ int n_continuations(const Params& p, int b) { return n_continuations(p.prefix_of, p.B, b); }
+// The kernels' views, for their compile-time kPrefix: with kPrefix = false (prefix_of null) there are
+// none, as constants, so the plain path keeps none of the prefix bookkeeping.
+template <bool kPrefix>
+__device__ __forceinline__ PrefixRows prefix_rows(const Params& p, int b) {
+  if constexpr (kPrefix) return prefix_rows(p.cu, p.prefix_of, b);
+  else return PrefixRows{0, 0};
+}
+template <bool kPrefix>
+__device__ __forceinline__ int n_continuations(const Params& p, int b) {
+  if constexpr (kPrefix) return n_continuations(p.prefix_of, p.B, b);
+  else return 0;
+}
 
 template <class T>
 __device__ __forceinline__ float ld(const T* p) {
@@ -166,9 +177,19 @@ struct Flash128 {
   static constexpr int kBwdWarps = 8;              // backward: 8 warps × 16 keys = 128-key blocks
 };
 
+// Shared prefixes are a compile-time parameter of the kernels (kPrefix): the kPrefix = false
+// instantiation, launched when AttnShape::prefix_of is null, is the plain path with none of the
+// prefix bookkeeping (it must not cost the common case registers). Calls f(bool_constant<kPrefix>{}).
+template <class F>
+void dispatch_prefix(const AttnShape& s, F&& f) {
+  if (s.prefix_of) f(std::true_type{});
+  else f(std::false_type{});
+}
+
 // The flash launch dispatch shared by forward and backward: picks the tiling (AttnKernel), the padded
-// head size and the mask at run time and calls launch(Tag<Layout<Tiling, kHS>>{}, bool_constant<kCausal>{})
-// — one kernel instantiation per combination. Layout is FlashFwd or FlashBwd.
+// head size, the mask and shared prefixes (on or off) at run time and calls
+// launch(Tag<Layout<Tiling, kHS>>{}, bool_constant<kCausal>{}, bool_constant<kPrefix>{}) — one kernel
+// instantiation per combination. Layout is FlashFwd or FlashBwd.
 template <class T>
 struct Tag {
   using type = T;
@@ -176,8 +197,10 @@ struct Tag {
 template <template <class, int> class Layout, class Tiling, class F>
 void dispatch_hs_mask(const AttnShape& s, F&& launch) {
   auto with_mask = [&](auto layout) {
-    if (s.causal) launch(layout, std::true_type{});
-    else launch(layout, std::false_type{});
+    dispatch_prefix(s, [&](auto prefix) {
+      if (s.causal) launch(layout, std::true_type{}, prefix);
+      else launch(layout, std::false_type{}, prefix);
+    });
   };
   switch (padded_hs(s.HS)) {
     case 32: return with_mask(Tag<Layout<Tiling, 32>>{});

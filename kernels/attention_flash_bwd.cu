@@ -21,6 +21,7 @@
 // no extra pass or workspace). A continuing segment's key tiles are read by its own queries only. dQ
 // of a continuing segment gets its prefix's terms from the prefix's blocks and its own from its own, by
 // the same atomics as always. The grid is unchanged; a prefix's blocks do the group's work for its keys.
+// This is the kPrefix = true instantiation; kPrefix = false (prefix_of null) has one source.
 // The dQ product is split over all warps of the block: (16-row tile, column chunk) items.
 // Pre-pass: one warp per (row, query head). Post-pass: grid-stride, one thread per element.
 // Precision: the MMAs take bf16 operands and accumulate fp32; P, dS, D, lse and the dQ accumulator are
@@ -75,7 +76,8 @@ __global__ void bwd_write_dq_kernel(Params p, int N) {
   }
 }
 
-template <class Tr, bool kCausal, class T>
+// kPrefix = false: no shared prefixes (Params::prefix_of null) — the plain path: one source, src = 0.
+template <class Tr, bool kCausal, bool kPrefix, class T>
 __global__ void __launch_bounds__(Tr::kThreads) flash_bwd_kernel(Params p) {
   constexpr int kHS = Tr::kHS, kBMq = Tr::kBMq, kWarps = Tr::kWarps, kBN = Tr::kBN, kLD = Tr::kLD;
   constexpr int kLDS = Tr::kLDS, kThreads = Tr::kThreads;
@@ -95,25 +97,32 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_bwd_kernel(Params p) {
   const int seq0 = p.cu[b], len = p.cu[b + 1] - seq0;
   const int k0 = blockIdx.x * kBN;
   if (k0 >= len) return;
-  const T* Q = static_cast<const T*>(p.q);  // + row·sq + h·hs: query head h
-  const T* dO = static_cast<const T*>(p.dout);
+  const int base = kPrefix ? 0 : seq0;  // Q, dO start at row base
+  const T* Q = static_cast<const T*>(p.q) + base * p.sq;  // + (row − base)·sq + h·hs: query head h
+  const T* dO = static_cast<const T*>(p.dout) + base * p.sdo;
   // The query segments that read these keys ("sources"): src 0 = segment b itself (causal), src 1 ..
-  // n_src − 1 = the segments b + src continuing it, rows cu[src] .. cu[src + 1] − 1.
+  // n_src − 1 = the segments b + src continuing it, rows cu[src] .. cu[src + 1] − 1 (src_row0, src_len).
+  // Without prefixes n_src = 1, src stays 0 and these are seq0, len: the plain path.
   const int32_t* cu = p.cu + b;
-  const int n_src = 1 + n_continuations(p, b);
+  const int n_src = 1 + n_continuations<kPrefix>(p, b);
+  auto src_row0 = [&](int src) { return kPrefix ? cu[src] : seq0; };
+  auto src_len = [&](int src) { return kPrefix ? cu[src + 1] - cu[src] : len; };
   auto qt_first = [&](int src) { return kCausal && src == 0 ? k0 / kBMq : 0; };
-  auto qt_end = [&](int src) { return (cu[src + 1] - cu[src] + kBMq - 1) / kBMq; };  // qt_first(0) < qt_end(0)
+  auto qt_end = [&](int src) { return (src_len(src) + kBMq - 1) / kBMq; };
+  const int qt_begin = qt_first(0), qt_end0 = qt_end(0);  // the own segment's tiles: qt_begin < qt_end0
   const int h_begin = kvh * p.group, h_end = h_begin + p.group;  // the group's query heads
   auto load_q = [&](int h, int src, int qt, int buf) {  // query tile (h, src, qt) into Q/dO buffer buf
-    const int q0 = qt * kBMq, row = cu[src] + q0, n = cu[src + 1] - cu[src] - q0;
-    load_tile<kBMq, kHS, kThreads>(sQ2 + buf * Tr::kTileQ, Q + row * p.sq + h * p.hs, p.sq, n, p.hs, p.vec);
-    load_tile<kBMq, kHS, kThreads>(sdO2 + buf * Tr::kTileQ, dO + row * p.sdo + h * p.hs, p.sdo, n, p.hs, p.vec);
+    const int q0 = qt * kBMq, row = src_row0(src) - base + q0;
+    load_tile<kBMq, kHS, kThreads>(sQ2 + buf * Tr::kTileQ, Q + row * p.sq + h * p.hs, p.sq, src_len(src) - q0, p.hs,
+                                   p.vec);
+    load_tile<kBMq, kHS, kThreads>(sdO2 + buf * Tr::kTileQ, dO + row * p.sdo + h * p.hs, p.sdo, src_len(src) - q0,
+                                   p.hs, p.vec);
   };
   load_tile<kBN, kHS, kThreads>(sK, static_cast<const T*>(p.k) + (seq0 + k0) * p.sk + kvh * p.hs, p.sk, len - k0, p.hs,
                                 p.vec);
   load_tile<kBN, kHS, kThreads>(sV, static_cast<const T*>(p.v) + (seq0 + k0) * p.sv + kvh * p.hs, p.sv, len - k0, p.hs,
                                 p.vec);
-  load_q(h_begin, 0, qt_first(0), 0);
+  load_q(h_begin, 0, qt_begin, 0);
   cp_async_commit();
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -123,15 +132,19 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_bwd_kernel(Params p) {
 
   // Iterations (h, src, qt), qt fastest: h = h_begin .. h_end − 1, src = 0 .. n_src − 1, qt = qt_first(src)
   // .. qt_end(src) − 1 (a source without rows has no tiles; src 0 always has one, so this ends).
-  int h = h_begin, src = 0, qt = qt_first(0);
+  int h = h_begin, src = 0, qt = qt_begin;
   for (int it = 0; h < h_end; ++it) {
     const int q0 = qt * kBMq, buf = it & 1;
-    const int qrow0 = cu[src], qlen = cu[src + 1] - qrow0;  // the source's rows
+    const int qrow0 = src_row0(src), qlen = src_len(src);  // the source's rows
     const bool causal = kCausal && src == 0;                // a continuing segment sees every prefix key
     int hn = h, srcn = src, qtn = qt + 1;                   // the next iteration's tile
-    while (qtn == qt_end(srcn)) {
-      if (++srcn == n_src) srcn = 0, ++hn;
-      qtn = qt_first(srcn);
+    if constexpr (kPrefix) {
+      while (qtn == qt_end(srcn)) {
+        if (++srcn == n_src) srcn = 0, ++hn;
+        qtn = qt_first(srcn);
+      }
+    } else if (qtn == qt_end0) {  // one source: the next head's first tile
+      qtn = qt_begin, ++hn;
     }
     if (hn < h_end) load_q(hn, srcn, qtn, buf ^ 1);  // prefetch it into the other buffer
     cp_async_commit();
@@ -238,9 +251,9 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_bwd_kernel(Params p) {
   }
 }
 
-template <class Tr, bool kCausal, class T>
+template <class Tr, bool kCausal, bool kPrefix, class T>
 void launch(const AttnShape& s, const Params& p, cudaStream_t st) {
-  auto kernel = flash_bwd_kernel<Tr, kCausal, T>;
+  auto kernel = flash_bwd_kernel<Tr, kCausal, kPrefix, T>;
   static PerDevice<cudaError_t> opt_in;
   opt_in_smem(opt_in, kernel, Tr::kSmemBytes, "attention backward shared memory");
   const dim3 grid((s.max_len + Tr::kBN - 1) / Tr::kBN, s.NKV, s.B);  // one block per (key tile, kv head)
@@ -259,8 +272,8 @@ void bwd_preprocess(const AttnShape& s, const Params& p, cudaStream_t st) {
 
 template <class T>
 void flash_backward(AttnKernel k, const AttnShape& s, const Params& p, cudaStream_t st) {
-  dispatch_flash<FlashBwd>(k, s, [&](auto layout, auto causal) {
-    launch<typename decltype(layout)::type, decltype(causal)::value, T>(s, p, st);
+  dispatch_flash<FlashBwd>(k, s, [&](auto layout, auto causal, auto prefix) {
+    launch<typename decltype(layout)::type, decltype(causal)::value, decltype(prefix)::value, T>(s, p, st);
   });
   const size_t n = size_t(s.n_tokens) * s.NH * s.HS;
   const unsigned blocks = static_cast<unsigned>(std::min<size_t>((n + 255) / 256, size_t(sm_count()) * 32));

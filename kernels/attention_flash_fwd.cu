@@ -10,6 +10,7 @@
 // prefix's key tiles first (every key visible: only keys past the prefix's end are masked), then its
 // own (causal) — one sequence of key tiles, one pipeline (the prefetch after the prefix's last tile is
 // the first own one). The grid is unchanged: the prefix's queries are those of its own segment.
+// This is the kPrefix = true instantiation; kPrefix = false (prefix_of null) has no prefix tiles.
 // Precision: S, the softmax statistics, O and lse are fp32; bf16 only as MMA operands.
 // Exponentials use exp2 with the scale folded in: scale_log2 = log2(e)/√HS.
 #include "kernels/attention_common.cuh"
@@ -33,17 +34,20 @@ struct FlashFwd {
 
 // Key tile j of a query tile: the shared prefix's tiles (rows from the prefix's first) come first, then
 // the segment's own (causal when the kernel is). Keys kbase .. kbase + kBN − 1 of a range of klen keys
-// starting at row row0.
+// whose first is row base + row0 (base: the row the kernel's K, V pointers start at).
+// Without prefixes (n_pre = 0, pre = {0, 0}, base = seq0) this folds to {0, j·kBN, len, true}.
 struct KeyTile {
   int row0, kbase, klen;
   bool own;
 };
-__device__ __forceinline__ KeyTile key_tile(int j, int n_pre, int kBN, PrefixRows pre, int seq0, int len) {
-  return j < n_pre ? KeyTile{pre.row0, j * kBN, pre.len, false} : KeyTile{seq0, (j - n_pre) * kBN, len, true};
+__device__ __forceinline__ KeyTile key_tile(int j, int n_pre, int kBN, PrefixRows pre, int base, int seq0, int len) {
+  return j < n_pre ? KeyTile{pre.row0 - base, j * kBN, pre.len, false}
+                   : KeyTile{seq0 - base, (j - n_pre) * kBN, len, true};
 }
 
 // With kMT = 2 every K/V fragment read from shared memory feeds two MMAs.
-template <class Tr, bool kCausal, class T>
+// kPrefix = false: no shared prefixes (Params::prefix_of null) — the plain path, none of their bookkeeping.
+template <class Tr, bool kCausal, bool kPrefix, class T>
 __global__ void __launch_bounds__(Tr::kThreads) flash_fwd_kernel(Params p) {
   constexpr int kHS = Tr::kHS, kMT = Tr::kMT, kRows = Tr::kRows, kBM = Tr::kBM, kBN = Tr::kBN, kLD = Tr::kLD;
   constexpr int kThreads = Tr::kThreads;
@@ -59,16 +63,17 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_fwd_kernel(Params p) {
   if (qt < 0) return;
   const int q0 = qt * kBM;
   const int kv_end = kCausal ? min(len, q0 + kBM) : len;
-  const PrefixRows pre = prefix_rows(p, b);
-  const int n_pre = (pre.len + kBN - 1) / kBN;  // the shared prefix's key tiles (0: none)
+  const PrefixRows pre = prefix_rows<kPrefix>(p, b);
+  const int n_pre = kPrefix ? (pre.len + kBN - 1) / kBN : 0;  // the shared prefix's key tiles (0: none)
   const int n_ktiles = n_pre + (kv_end + kBN - 1) / kBN;
 
   const T* Q = static_cast<const T*>(p.q) + (seq0 + q0) * p.sq + h * p.hs;
   const int kvh = kv_head(p, h);
-  const T* K = static_cast<const T*>(p.k) + kvh * p.hs;  // + row·sk
-  const T* V = static_cast<const T*>(p.v) + kvh * p.hs;
+  const int base = kPrefix ? 0 : seq0;  // K, V start at row base (+ (row − base)·sk)
+  const T* K = static_cast<const T*>(p.k) + base * p.sk + kvh * p.hs;
+  const T* V = static_cast<const T*>(p.v) + base * p.sv + kvh * p.hs;
   auto load_kv = [&](int j, int buf) {  // key tile j into K/V buffer buf
-    const KeyTile kt = key_tile(j, n_pre, kBN, pre, seq0, len);
+    const KeyTile kt = key_tile(j, n_pre, kBN, pre, base, seq0, len);
     const int row = kt.row0 + kt.kbase;
     load_tile<kBN, kHS, kThreads>(sK + buf * Tr::kTileKV, K + row * p.sk, p.sk, kt.klen - kt.kbase, p.hs, p.vec);
     load_tile<kBN, kHS, kThreads>(sV + buf * Tr::kTileKV, V + row * p.sv, p.sv, kt.klen - kt.kbase, p.hs, p.vec);
@@ -111,7 +116,7 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_fwd_kernel(Params p) {
       }
     }
     // scale into log2 units; mask keys past the end of their range and (causal, own keys) after the query
-    const KeyTile kt = key_tile(j, n_pre, kBN, pre, seq0, len);
+    const KeyTile kt = key_tile(j, n_pre, kBN, pre, base, seq0, len);
     const int kbase = kt.kbase, klen = kt.klen;
     const bool causal = kCausal && kt.own;
     const bool edge = kbase + kBN > klen || (causal && kbase + kBN - 1 > wrow);
@@ -190,9 +195,9 @@ __global__ void __launch_bounds__(Tr::kThreads) flash_fwd_kernel(Params p) {
     }
 }
 
-template <class Tr, bool kCausal, class T>
+template <class Tr, bool kCausal, bool kPrefix, class T>
 void launch(const AttnShape& s, const Params& p, cudaStream_t st) {
-  auto kernel = flash_fwd_kernel<Tr, kCausal, T>;
+  auto kernel = flash_fwd_kernel<Tr, kCausal, kPrefix, T>;
   static PerDevice<cudaError_t> opt_in;
   opt_in_smem(opt_in, kernel, Tr::kSmemBytes, "attention forward shared memory");
   const dim3 grid((s.max_len + Tr::kBM - 1) / Tr::kBM, s.NH, s.B);
@@ -204,8 +209,8 @@ void launch(const AttnShape& s, const Params& p, cudaStream_t st) {
 
 template <class T>
 void flash_forward(AttnKernel k, const AttnShape& s, const Params& p, cudaStream_t st) {
-  dispatch_flash<FlashFwd>(k, s, [&](auto layout, auto causal) {
-    launch<typename decltype(layout)::type, decltype(causal)::value, T>(s, p, st);
+  dispatch_flash<FlashFwd>(k, s, [&](auto layout, auto causal, auto prefix) {
+    launch<typename decltype(layout)::type, decltype(causal)::value, decltype(prefix)::value, T>(s, p, st);
   });
 }
 template void flash_forward<float>(AttnKernel, const AttnShape&, const Params&, cudaStream_t);

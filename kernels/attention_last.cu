@@ -49,8 +49,10 @@ struct QkvCols {
   __device__ long v(int g) const { return v0 + g * hs; }
 };
 
-__global__ void last_fwd_kernel(float* out, float* lse, const float* qkv, const int32_t* cu, const int32_t* prefix_of,
-                                int NH, int NKV, int hs) {
+// kPrefix = false: prefix_of is null (no shared prefixes) — the plain path, none of their bookkeeping.
+template <bool kPrefix>
+__global__ void last_fwd_kernel(float* out, float* lse, const float* qkv, const int32_t* cu, int NH, int NKV, int hs,
+                                const int32_t* prefix_of) {
   __shared__ float s_m[kLastWarps], s_l[kLastWarps], s_acc[kLastWarps][kMaxHS];
   const int b = blockIdx.x, h = blockIdx.y, g = h / (NH / NKV), warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int C = NH * hs;
@@ -61,7 +63,7 @@ __global__ void last_fwd_kernel(float* out, float* lse, const float* qkv, const 
   float qv[kLastCols], acc[kLastCols] = {};
   for (int i = 0, c = lane; i < kLastCols; ++i, c += 32) qv[i] = c < hs ? q[c] : 0.0f;
   float m = -INFINITY, l = 0;
-  const attn::PrefixRows pre = attn::prefix_rows(cu, prefix_of, b);
+  const attn::PrefixRows pre = kPrefix ? attn::prefix_rows(cu, prefix_of, b) : attn::PrefixRows{0, 0};
   for (int j = warp; j < pre.len + len; j += kLastWarps) {
     const int row = j < pre.len ? pre.row0 + j : seq0 + j - pre.len;
     const float* k = qkv + size_t(row) * col.W + col.k(g);
@@ -95,19 +97,18 @@ __global__ void last_fwd_kernel(float* out, float* lse, const float* qkv, const 
 //   p_j = exp(scale·q·k_j − lse),  ds_j = p_j(dout·v_j − dout·out)
 //   dv_j += p_j·dout,  dk_j += scale·ds_j·q   (summed over the group's heads and segments)
 //   dq = scale·Σ_j ds_j·k_j                   (head h's own)
+template <bool kPrefix>
 __global__ void last_bwd_kernel(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
-                                const int32_t* cu, const int32_t* prefix_of, int B, int NH, int NKV, int hs) {
+                                const int32_t* cu, int NH, int NKV, int hs, const int32_t* prefix_of, int B) {
   __shared__ float s_dq[kLastWarps][kMaxHS];
   const int first = blockIdx.x, g = blockIdx.y, G = NH / NKV, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (prefix_of && prefix_of[first] >= 0) return;  // done by the block of its group's prefix
+  if (kPrefix && prefix_of[first] >= 0) return;  // done by the block of its group's prefix
   const int C = NH * hs;
   const QkvCols col(NH, NKV, hs);
   const float scale = rsqrtf(static_cast<float>(hs));
-  const int pre0 = cu[first], P = cu[first + 1] - pre0;  // the group's prefix (or the plain sequence)
-  const int end = first + 1 + attn::n_continuations(prefix_of, B, first);
-  for (int b = first; b < end; ++b) {
+  // The last query of segment b, whose keys are the np rows of its prefix from row pre0, then its own.
+  auto segment = [&](int b, int pre0, int np) {
     const int seq0 = cu[b], len = cu[b + 1] - seq0;
-    const int np = b == first ? 0 : P;  // prefix rows before its own (keys j < np: row pre0 + j)
     const size_t qrow = size_t(seq0 + len - 1);
     for (int h = g * G; h < (g + 1) * G; ++h) {
       float qv[kLastCols], dov[kLastCols], dq[kLastCols] = {};
@@ -145,6 +146,13 @@ __global__ void last_bwd_kernel(float* dqkv, const float* dout, const float* qkv
         }
       __syncthreads();  // s_dq is rewritten for the next head
     }
+  };
+  if constexpr (kPrefix) {  // the group: the prefix (or a plain sequence), then each continuing segment
+    const int pre0 = cu[first], P = cu[first + 1] - pre0;
+    const int end = first + 1 + attn::n_continuations(prefix_of, B, first);
+    for (int b = first; b < end; ++b) segment(b, pre0, b == first ? 0 : P);
+  } else {
+    segment(first, 0, 0);
   }
 }
 
@@ -155,7 +163,8 @@ void attention_last_forward(float* out, float* lse, const float* qkv, const int3
   attn::check_head_size(HS);
   check_heads(NH, NKV);
   if (B == 0) return;
-  last_fwd_kernel<<<dim3(B, NH), 32 * kLastWarps, 0, s>>>(out, lse, qkv, cu_seqlens, prefix_of, NH, NKV, HS);
+  auto kernel = prefix_of ? last_fwd_kernel<true> : last_fwd_kernel<false>;
+  kernel<<<dim3(B, NH), 32 * kLastWarps, 0, s>>>(out, lse, qkv, cu_seqlens, NH, NKV, HS, prefix_of);
   CAIRN_CUDA_LAUNCH_CHECK("last-query attention forward");
 }
 
@@ -166,8 +175,8 @@ void attention_last_backward(float* dqkv, const float* dout, const float* qkv, c
   check_heads(NH, NKV);
   check(cudaMemsetAsync(dqkv, 0, size_t(N) * (NH + 2 * NKV) * HS * sizeof(float), s), "last-query attention backward");
   if (B == 0) return;
-  last_bwd_kernel<<<dim3(B, NKV), 32 * kLastWarps, 0, s>>>(dqkv, dout, qkv, out, lse, cu_seqlens, prefix_of, B, NH,
-                                                            NKV, HS);
+  auto kernel = prefix_of ? last_bwd_kernel<true> : last_bwd_kernel<false>;
+  kernel<<<dim3(B, NKV), 32 * kLastWarps, 0, s>>>(dqkv, dout, qkv, out, lse, cu_seqlens, NH, NKV, HS, prefix_of, B);
   CAIRN_CUDA_LAUNCH_CHECK("last-query attention backward");
 }
 

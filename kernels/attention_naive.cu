@@ -18,7 +18,7 @@
 namespace cairn::cuda::attn {
 namespace {
 
-template <bool kCausal, class T>
+template <bool kCausal, bool kPrefix, class T>
 __global__ void naive_fwd_kernel(Params p) {
   const int b = blockIdx.z, h = blockIdx.y;
   const int seq0 = p.cu[b], len = p.cu[b + 1] - seq0;
@@ -40,7 +40,7 @@ __global__ void naive_fwd_kernel(Params p) {
     for (int c = 0; c < p.hs; ++c) acc[c] = acc[c] * alpha + pj * ld(v + c);
     m = m_new;
   };
-  const PrefixRows pre = prefix_rows(p, b);
+  const PrefixRows pre = prefix_rows<kPrefix>(p, b);
   for (int j = 0; j < pre.len; ++j) key(pre.row0 + j);
   const int end = kCausal ? i + 1 : len;
   for (int j = 0; j < end; ++j) key(seq0 + j);
@@ -50,7 +50,7 @@ __global__ void naive_fwd_kernel(Params p) {
 }
 
 // dQ_i = scale·Σ_j dS_ij·k_j   (thread per query row)
-template <bool kCausal, class T>
+template <bool kCausal, bool kPrefix, class T>
 __global__ void naive_bwd_dq_kernel(Params p) {
   const int b = blockIdx.z, h = blockIdx.y;
   const int seq0 = p.cu[b], len = p.cu[b + 1] - seq0;
@@ -71,7 +71,7 @@ __global__ void naive_bwd_dq_kernel(Params p) {
     const float pij = __expf(s * p.scale - lse), ds = pij * (dp - D);
     for (int c = 0; c < p.hs; ++c) acc[c] += ds * ld(k + c);
   };
-  const PrefixRows pre = prefix_rows(p, b);
+  const PrefixRows pre = prefix_rows<kPrefix>(p, b);
   for (int j = 0; j < pre.len; ++j) key(pre.row0 + j);
   const int end = kCausal ? i + 1 : len;
   for (int j = 0; j < end; ++j) key(seq0 + j);
@@ -82,7 +82,7 @@ __global__ void naive_bwd_dq_kernel(Params p) {
 // dV_j = Σ_h Σ_i P^h_ij·dO^h_i,  dK_j = scale·Σ_h Σ_i dS^h_ij·q^h_i   (thread per key row of key/value
 // head g; h over the query heads of its group, i over the queries that read key j: its own segment's,
 // then those of every segment continuing it)
-template <bool kCausal, class T>
+template <bool kCausal, bool kPrefix, class T>
 __global__ void naive_bwd_dkv_kernel(Params p) {
   const int b = blockIdx.z, g = blockIdx.y;
   const int seq0 = p.cu[b], len = p.cu[b + 1] - seq0;
@@ -101,7 +101,7 @@ __global__ void naive_bwd_dkv_kernel(Params p) {
     const float pij = __expf(s * p.scale - p.lse[qrow * p.NH + h]), ds = pij * (dp - p.D[qrow * p.NH + h]);
     for (int c = 0; c < p.hs; ++c) dv[c] += pij * ld(dout + c), dk[c] += ds * ld(q + c);
   };
-  const int n_cont = n_continuations(p, b);
+  const int n_cont = n_continuations<kPrefix>(p, b);
   for (int h = g * p.group; h < (g + 1) * p.group; ++h) {
     for (int i = kCausal ? j : 0; i < len; ++i) query(h, seq0 + i);
     for (int s = b + 1; s <= b + n_cont; ++s)  // key j is their shared prefix: every query reads it
@@ -121,20 +121,26 @@ dim3 grid_of(const AttnShape& s, int heads) { return dim3((s.max_len + kThreads 
 
 template <class T>
 void naive_forward(const AttnShape& s, const Params& p, cudaStream_t st) {
-  if (s.causal) naive_fwd_kernel<true, T><<<grid_of(s, s.NH), kThreads, 0, st>>>(p);
-  else naive_fwd_kernel<false, T><<<grid_of(s, s.NH), kThreads, 0, st>>>(p);
+  dispatch_prefix(s, [&](auto prefix) {
+    constexpr bool kPrefix = decltype(prefix)::value;
+    if (s.causal) naive_fwd_kernel<true, kPrefix, T><<<grid_of(s, s.NH), kThreads, 0, st>>>(p);
+    else naive_fwd_kernel<false, kPrefix, T><<<grid_of(s, s.NH), kThreads, 0, st>>>(p);
+  });
   CAIRN_CUDA_LAUNCH_CHECK("naive attention forward");
 }
 
 template <class T>
 void naive_backward(const AttnShape& s, const Params& p, cudaStream_t st) {
-  if (s.causal) {
-    naive_bwd_dq_kernel<true, T><<<grid_of(s, s.NH), kThreads, 0, st>>>(p);
-    naive_bwd_dkv_kernel<true, T><<<grid_of(s, s.NKV), kThreads, 0, st>>>(p);
-  } else {
-    naive_bwd_dq_kernel<false, T><<<grid_of(s, s.NH), kThreads, 0, st>>>(p);
-    naive_bwd_dkv_kernel<false, T><<<grid_of(s, s.NKV), kThreads, 0, st>>>(p);
-  }
+  dispatch_prefix(s, [&](auto prefix) {
+    constexpr bool kPrefix = decltype(prefix)::value;
+    if (s.causal) {
+      naive_bwd_dq_kernel<true, kPrefix, T><<<grid_of(s, s.NH), kThreads, 0, st>>>(p);
+      naive_bwd_dkv_kernel<true, kPrefix, T><<<grid_of(s, s.NKV), kThreads, 0, st>>>(p);
+    } else {
+      naive_bwd_dq_kernel<false, kPrefix, T><<<grid_of(s, s.NH), kThreads, 0, st>>>(p);
+      naive_bwd_dkv_kernel<false, kPrefix, T><<<grid_of(s, s.NKV), kThreads, 0, st>>>(p);
+    }
+  });
   CAIRN_CUDA_LAUNCH_CHECK("naive attention backward");
 }
 
