@@ -526,6 +526,13 @@ TEST(GgufHostile, AlignmentKey) {
 
 TEST(GgufHostile, TensorInfos) {
   TempDir d;
+  {  // the fuzzer's find: one empty tensor, and the file ends before its aligned data section starts
+    std::string f("GGUF\x03\0\0\0", 8);
+    f += std::string("\x01\0\0\0\0\0\0\0", 8) + std::string(8, '\0');          // 1 tensor, 0 keys
+    f += std::string(8, '\0') + std::string("\x01\0\0\0", 4) + std::string(8, '\0');  // name "", 1 dim of 0
+    f += std::string(4, '\0') + std::string(8, '\0') + std::string(2, '\0') + "m";  // F32 at offset 0; 3 bytes more
+    expect_data_error(d, f, "data section past the end", "past the end of the file");
+  }
   auto with = [](auto edit) {
     Spec s = small_spec();
     edit(s);

@@ -672,6 +672,9 @@ GgufFile::GgufFile(const std::string& path) : path_(path) {
 
     // Data section: starts at the next multiple of the alignment; every tensor must lie inside it.
     data_offset_ = (r.pos() + alignment_ - 1) / alignment_ * alignment_;
+    if (!tensors_.empty() && data_offset_ > file_size_)  // even an empty tensor must start inside the file
+      throw bad("the data section starts at byte " + std::to_string(data_offset_) + ", past the end of the file (" +
+                std::to_string(file_size_) + " bytes)");
     const uint64_t data_size = file_size_ > data_offset_ ? file_size_ - data_offset_ : 0;
     for (const auto& t : tensors_) {
       if (t.offset % alignment_ != 0)
