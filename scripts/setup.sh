@@ -15,6 +15,7 @@ pkgs=(
   libgtest-dev libgmock-dev           # tests
   libbenchmark-dev                    # Google Benchmark
   libpcre2-dev                        # Unicode regexes of byte-level BPE pre-tokenizers
+  libopenmpi-dev openmpi-bin          # data-parallel training (mpirun) and its tests
   clang libclang-rt-dev libomp-dev    # scripts/fuzz.sh: libFuzzer + ASan/UBSan runtimes, OpenMP for clang
 )
 if [ "${CAIRN_SKIP_TORCH:-0}" != 1 ]; then

@@ -17,6 +17,7 @@
 #include "cairn/checkpoint.h"
 #include "cairn/io.h"
 #include "test_paths.h"
+#include "toy_corpus.h"
 #include "test_tmpdir.h"
 #include "util/rng.h"
 
@@ -31,23 +32,6 @@ static CliResult cairn_run(const std::string& args) {
   CliResult r{0, ""};
   r.out = test::run_capture(std::string(CAIRN_BINARY) + " " + args + " 2>&1", &r.code);
   return r;
-}
-
-// A learnable toy corpus: the chosen answer is polite ("please"/"thank you"), the rejected one is not.
-static std::string toy_pairs(int n, uint64_t seed) {
-  const char* topics[] = {"the weather", "a recipe", "my homework", "the train times", "a poem", "the news"};
-  const char* good[] = {"Thank you for asking, here is a careful answer about", "Please find below a kind explanation of"};
-  const char* bad[] = {"Whatever, figure out", "No. Go away and read about"};
-  Rng r(seed);
-  std::string s;
-  for (int i = 0; i < n; ++i) {
-    const std::string t = topics[r.below(6)];
-    nlohmann::json j = {{"prompt", "Tell me about " + t + " " + std::to_string(i)},
-                        {"chosen", std::string(good[r.below(2)]) + " " + t + "."},
-                        {"rejected", std::string(bad[r.below(2)]) + " " + t + "."}};
-    s += j.dump() + "\n";
-  }
-  return s;
 }
 
 // toy_pairs with pair i tagged with principles[i % size] (an empty name: no principle).

@@ -68,6 +68,10 @@ class Backend {
   virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void fill(float* x, float value, size_t n) = 0;
   virtual void synchronize() {}
+  // Whether device pointers are host memory (the CPU backend): host collectives can use them in place.
+  virtual bool host_memory() const { return false; }
+  // The backend's CUDA stream (a cudaStream_t), for work that must order with its kernels (NCCL); null: none.
+  virtual void* native_stream() { return nullptr; }
 
   // Optional per-op timing (milliseconds, summed since enabled); backends may leave it empty.
   virtual void set_profiling(bool /*on*/) {}

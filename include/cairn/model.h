@@ -6,6 +6,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -88,6 +89,13 @@ class Model {
   // never). Parameters are untouched by a pass that throws; its gradients are garbage.
   void set_interrupt(const std::atomic<bool>* flag) { interrupt_ = flag; }
 
+  // Data parallel (docs/distributed.md#gradients): backward calls f(layer) as soon as it has finished
+  // that layer's gradients, in the order of grad_buckets(): the final norm and head (layer n_layers),
+  // then the trainable blocks from the top, then the embeddings (−1) when they train. Null: none.
+  void set_grad_ready(std::function<void(int layer)> f) { grad_ready_ = std::move(f); }
+  // The gradient range of each trainable layer, in backward order.
+  std::vector<LayerRange> grad_buckets() const;
+
  private:
   struct Acts;
   void upload(const TokenBatch& batch);
@@ -99,6 +107,10 @@ class Model {
   DeviceArray<float> params_, grads_;  // (table().total()) each
   int frozen_ = 0;
   const std::atomic<bool>* interrupt_ = nullptr;
+  std::function<void(int)> grad_ready_;
+  void grad_ready(int layer) const {
+    if (grad_ready_) grad_ready_(layer);
+  }
   void check_interrupt() const;
   std::unique_ptr<Acts> acts_;
   struct {

@@ -13,6 +13,9 @@
 #include "cairn/optim.h"
 
 namespace cairn {
+namespace dist {
+class Comm;
+}
 
 struct StepStats {
   LossStats loss;
@@ -34,6 +37,15 @@ class BTObjective {
   // seq_lengths (B response lengths) is needed when length debiasing is on.
   LossStats forward_backward(const TokenBatch& batch, const std::vector<PairTarget>& pairs,
                              std::vector<float>* rewards_host = nullptr, const std::vector<float>* seq_lengths = nullptr);
+  // Data parallel (docs/distributed.md#the-loss): `batch` holds this rank's slice of a global batch
+  // (it may be empty); `pairs` and `seq_lengths` are the whole global batch's, their sequence indices
+  // running over the sequences of all ranks in rank order, seqs_per_rank[r] of them on rank r. The
+  // rewards are all-gathered, every rank takes the loss of the global batch (so the loss, its
+  // statistics and a batch-level penalty are those of one process), and backward runs on this
+  // rank's rows: the gradients summed over the ranks are the global batch's.
+  LossStats forward_backward_shard(const dist::Comm& comm, const std::vector<size_t>& seqs_per_rank,
+                                   const TokenBatch& batch, const std::vector<PairTarget>& pairs,
+                                   const std::vector<float>* seq_lengths = nullptr);
   // Forward + loss with the Scoring weights (no activations kept, no gradients).
   LossStats evaluate(const TokenBatch& batch, const std::vector<PairTarget>& pairs,
                      std::vector<float>* rewards_host = nullptr);
@@ -42,8 +54,12 @@ class BTObjective {
                        const std::vector<float>* seq_lengths = nullptr);
 
  private:
+  struct Shard {
+    const dist::Comm& comm;
+    const std::vector<size_t>& seqs_per_rank;
+  };
   LossStats loss(const TokenBatch& batch, const std::vector<PairTarget>& pairs, bool train,
-                 std::vector<float>* rewards_host, const std::vector<float>* seq_lengths);
+                 std::vector<float>* rewards_host, const std::vector<float>* seq_lengths, const Shard* shard = nullptr);
   // Adds the decorrelation penalty's gradient to the device reward gradients; returns its value.
   double length_penalty(const std::vector<float>& rewards, const std::vector<float>& lengths, int B);
 
@@ -54,6 +70,7 @@ class BTObjective {
   float length_lambda_ = 0.0f;
   DeviceArray<PairTarget> d_pairs_;                            // (P)
   DeviceArray<float> d_drewards_;                              // (B,H)
+  DeviceArray<float> d_gathered_;                              // (B,H) a sharded batch's rewards, all ranks
   std::vector<float> rewards_;
 };
 

@@ -33,12 +33,20 @@ struct BlockParams {
   size_t ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, mp_w, mp_b;
 };
 
+// The floats [begin, end) of the flat buffer that hold every tensor of one layer (ParamInfo::layer).
+struct LayerRange {
+  int layer;
+  size_t begin, end;
+};
+
 class ParamTable {
  public:
   explicit ParamTable(const ModelConfig& cfg);
   const std::vector<ParamInfo>& tensors() const { return tensors_; }
   size_t total() const { return total_; }
   const ParamInfo* find(const std::string& name) const;
+  // Each layer's tensors are contiguous (the table is built layer by layer): their range.
+  LayerRange layer_range(int layer) const;
 
   size_t tok_emb, pos_emb, lnf_w, lnf_b, head_w, head_b;  // pos_emb, lnf_b, head_b: gpt2 only
   std::vector<BlockParams> blocks;

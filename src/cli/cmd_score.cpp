@@ -1,14 +1,17 @@
 // `cairn score`: streams JSONL records in, writes each record unchanged plus "reward" (and "rewards"
 // per head for multi-head models), in order. Memory is bounded by one batch. The output file appears
-// atomically when every record is scored; a bad record (without --skip-bad) leaves no output.
+// atomically when every record is scored; a bad record (without --skip-bad) leaves no output. Under
+// mpirun the records are split over the ranks and rank 0 writes (docs/distributed.md).
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 
 #include <cxxopts.hpp>
 #include <nlohmann/json.hpp>
 
 #include "cairn/data.h"
+#include "cairn/dist.h"
 #include "cairn/errors.h"
 #include "cairn/io.h"
 #include "cli/command.h"
@@ -63,7 +66,8 @@ int run(int argc, char** argv) {
   const bool skip_bad = a.count("skip-bad") > 0;
   const std::string in_path = a["input"].as<std::string>(), out_path = a["output"].as<std::string>();
   check_output_not_input(out_path, {in_path});
-  AtomicWriter out(out_path);  // before the model loads: a bad --output fails at once
+  // rank 0 writes; before the model loads, so a bad --output fails at once
+  std::unique_ptr<AtomicWriter> out = dist::world().root() ? std::make_unique<AtomicWriter>(out_path) : nullptr;
   LoadedRun run = load_run(a["model"].as<std::string>(), backend_options(a));
   const ModelConfig& cfg = run.model->config();
   const RecordScorer scorer(cfg, *run.tokenizer);
@@ -74,46 +78,69 @@ int run(int argc, char** argv) {
     long line_no;
     nlohmann::json rec;
     bool scored;
+    std::string text;  // rendered, tokenized by the rank that scores it
   };
+  // Data parallel (docs/distributed.md): every rank reads every record; each forwards its slice of
+  // the scored records of a batch of batch-size × ranks, and rank 0 writes them all, in input order.
+  const dist::Comm& world = dist::world();
+  const size_t group = static_cast<size_t>(bs) * world.size();
   std::vector<Item> items;
+  size_t n_scored = 0;  // items of `items` to score
   TokenBatch batch;
-  std::vector<float> rewards;
-  long n_records = 0, n_tokens = 0, n_bad = 0, n_truncated = 0;
+  std::vector<float> mine, rewards;
+  long n_records = 0, n_tokens = 0, n_bad = 0;
+  double n_truncated = 0;
   const double t0 = now_seconds();
   Progress progress("scored", -1, 100);
+  const int H = cfg.n_heads_out;
 
   auto flush = [&] {
-    if (batch.n_seqs() > 0) run.model->forward(batch, rewards, false);
-    int k = 0;
+    const auto [lo, hi] = dist::slice(n_scored, world.rank(), world.size());
+    batch.clear();
+    size_t k = 0;
     for (const Item& it : items) {
+      if (!it.scored) continue;
+      if (k >= lo && k < hi) {
+        bool cut = false;
+        batch.add(scorer.tokenize(it.text, &cut));
+        n_truncated += cut;
+      }
+      ++k;
+    }
+    mine.clear();
+    if (batch.n_seqs() > 0) run.model->forward(batch, mine, false);
+    rewards.resize(n_scored * H);
+    world.allgatherv(mine.data(), mine.size(), rewards.data(), world.slice_counts(n_scored, H));
+    double tokens = batch.n_tokens();
+    world.allreduce_sum(&tokens, 1);
+    n_tokens += static_cast<long>(tokens);
+    k = 0;
+    for (const Item& it : items) {
+      if (!world.root()) break;
       if (it.scored) {
-        const float* r = rewards.data() + static_cast<size_t>(k++) * cfg.n_heads_out;
+        const float* r = rewards.data() + (k++) * H;
         if (const char* bad = scorer.non_finite(r))
           throw std::runtime_error(in_path + ":" + std::to_string(it.line_no) + ": the reward is not finite (" + bad +
                                    "): the model overflows on this record");
-        out.write(with_rewards(it.line, it.rec, scorer, r));
+        out->write(with_rewards(it.line, it.rec, scorer, r));
       } else {
-        out.write(it.line);
+        out->write(it.line);
       }
-      out.write("\n");
+      out->write("\n");
     }
-    n_tokens += batch.n_tokens();
     items.clear();
-    batch.clear();
+    n_scored = 0;
     char f[96];
     std::snprintf(f, sizeof f, "records  %.0f tokens/s", n_tokens / std::max(1e-9, now_seconds() - t0));
     progress.update(n_records, f);
   };
-  batch.clear();
   std::string line;
   while (in.next(line)) {
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    Item it{line, in.line_number(), {}, true};
+    Item it{line, in.line_number(), {}, true, {}};
     try {
       it.rec = parse_json_line(line, in_path, in.line_number());
-      bool cut = false;
-      batch.add(scorer.tokenize(scorer.render(it.rec, in_path, in.line_number()), &cut));
-      n_truncated += cut;
+      it.text = scorer.render(it.rec, in_path, in.line_number());
     } catch (const DataError& e) {
       if (!skip_bad) throw;
       if (n_bad < 5) std::fprintf(stderr, "passing through unscored: %s\n", e.what());
@@ -121,17 +148,20 @@ int run(int argc, char** argv) {
       it.scored = false;
     }
     ++n_records;
+    n_scored += it.scored;
     items.push_back(std::move(it));
-    if (batch.n_seqs() >= bs) flush();
+    if (n_scored >= group) flush();
   }
   flush();
-  out.commit();
+  world.allreduce_sum(&n_truncated, 1);
+  if (!world.root()) return 0;
+  out->commit();
   progress.finish();
   const double dt = now_seconds() - t0;
   std::fprintf(stderr, "scored %ld records (%ld tokens) in %.1fs: %.1f records/s, %.0f tokens/s", n_records, n_tokens, dt,
                n_records / dt, n_tokens / dt);
   if (n_bad) std::fprintf(stderr, "; %ld malformed records passed through unscored", n_bad);
-  if (n_truncated) std::fprintf(stderr, "; %ld truncated to max_seq_len %d", n_truncated, cfg.max_seq_len);
+  if (n_truncated) std::fprintf(stderr, "; %.0f truncated to max_seq_len %d", n_truncated, cfg.max_seq_len);
   std::fprintf(stderr, "\n");
   return 0;
 }

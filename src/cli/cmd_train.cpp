@@ -15,6 +15,7 @@
 #include "cairn/backend.h"
 #include "cairn/checkpoint.h"
 #include "cairn/data.h"
+#include "cairn/dist.h"
 #include "cairn/io.h"
 #include "cairn/errors.h"
 #include "cairn/tokenizer.h"
@@ -121,6 +122,7 @@ int run(int argc, char** argv) {
   add_prefix_sharing_option(o);
   o.add_options("run")
     ("resume", "continue from the run directory's last checkpoint")
+    ("no-overlap", "data parallel: sum the gradients after the backward pass, not layer by layer during it")
     ("log-every", "steps between metrics.jsonl lines", cxxopts::value<int>()->default_value("10"))
     ("eval-every", "steps between validations (default: 10 per run)", cxxopts::value<int>())
     ("save-every", "steps between checkpoints (default: at each validation)", cxxopts::value<int>())
@@ -160,10 +162,16 @@ int run(int argc, char** argv) {
       std::error_code ec;
       if (!dir.empty()) fs::remove_all(dir, ec);
     }
-  } setup_guard{created};
-  fs::create_directories(out);
-  for (const std::string& f : remove_stale_run_temp_files(out))
-    std::fprintf(stderr, "removed %s, a temp file left in %s by a killed run\n", f.c_str(), out.c_str());
+  };
+  // Data parallel: rank 0 alone writes the run directory; the others read what it wrote (one
+  // filesystem for all ranks, as for any multi-node trainer), after the barrier below.
+  const dist::Comm& world = dist::world();
+  RemoveOnFailure setup_guard{world.root() ? created : fs::path()};
+  if (world.root()) {
+    fs::create_directories(out);
+    for (const std::string& f : remove_stale_run_temp_files(out))
+      std::fprintf(stderr, "removed %s, a temp file left in %s by a killed run\n", f.c_str(), out.c_str());
+  }
 
   // ---- model config and tokenizer: resumed, imported (--init), or from flags ----
   const std::string train_path = a["train"].as<std::string>();
@@ -206,7 +214,9 @@ int run(int argc, char** argv) {
     init_params = std::move(pre.params);
   } else {
     const std::string tok_path = (fs::path(out) / "tokenizer.model").string();
-    if (a.count("tokenizer")) {
+    if (!world.root()) {
+      // rank 0 copies or trains the tokenizer into the run directory
+    } else if (a.count("tokenizer")) {
       copy_file_atomic(a["tokenizer"].as<std::string>(), tok_path);
     } else if (!fs::exists(tok_path)) {
       const int asked = a["vocab-size"].as<int>();
@@ -216,6 +226,7 @@ int run(int argc, char** argv) {
         std::fprintf(stderr, "note: the training text supports only %d pieces; the tokenizer has that many instead of --vocab-size %d\n",
                      vocab, asked);
     }
+    world.barrier();
     tok_ptr = load_sentencepiece(tok_path);
     cfg = model_config_from_flags(a, *tok_ptr);
     const ModelConfig h = reward_heads();
@@ -229,7 +240,7 @@ int run(int argc, char** argv) {
     }
   }
   const Tokenizer& tok = *tok_ptr;
-  if (!resume) tok.save((fs::path(out) / tok.file_name()).string());
+  if (!resume && world.root()) tok.save((fs::path(out) / tok.file_name()).string());
   const ChatTemplate chat = ChatTemplate::by_name(cfg.chat_template, cfg.chat_system);
   if (!chat.plain()) std::fprintf(stderr, "pairs render with the %s chat template\n", chat.name().c_str());
 
@@ -260,6 +271,7 @@ int run(int argc, char** argv) {
   // ---- settings: flags, or on --resume the saved values unless a flag overrides them ----
   TrainSettings ts = resolve_settings(a, out, resume, train.size());
   ts.prefix_sharing = use_prefix_sharing(a, train);
+  ts.grad_overlap = a.count("no-overlap") == 0;
   for (auto& p : train) p.margin += ts.flags["margin"].get<float>();
 
   // ---- model and trainer ----
@@ -272,7 +284,7 @@ int run(int argc, char** argv) {
   if (freeze > cfg.n_layers) throw UsageError("--freeze-layers " + std::to_string(freeze) + ": the model has " +
                                               std::to_string(cfg.n_layers) + " layers");
   model.set_frozen_layers(freeze);
-  if (!resume) save_config(out, cfg);  // with the tokenizer: what the first checkpoint needs to resume
+  if (!resume && world.root()) save_config(out, cfg);  // with the tokenizer: what the first checkpoint needs to resume
   Trainer trainer(ts, model, std::move(train), std::move(valid));
   if (resume) {
     trainer.resume();
@@ -287,9 +299,18 @@ int run(int argc, char** argv) {
   std::fprintf(stderr, "training: %zu pairs, %d steps of %d pairs (%.2f epochs), lr %g, warmup %d\n", train_raw.size(),
                ts.total_steps, ts.batch_pairs, static_cast<double>(ts.total_steps) / steps_per_epoch, ts.optim.lr,
                ts.optim.warmup);
+  if (world.distributed())
+    std::fprintf(stderr, "data parallel: %d ranks (%d on this node), %d-%d pairs of each step per rank, gradients %s\n",
+                 world.size(), world.local_size(), ts.batch_pairs / world.size(),
+                 (ts.batch_pairs + world.size() - 1) / world.size(),
+                 ts.grad_overlap ? "summed layer by layer during backward" : "summed after backward");
 
   setup_guard.dir.clear();  // training starts: the run directory stays, whatever happens next
-  if (trainer.run(enter_graceful_interrupts()) == Trainer::Outcome::Interrupted) {
+  const std::atomic<bool>& stop =
+      world.distributed()
+          ? enter_graceful_interrupts("\ninterrupt: every rank stops after the step in flight, then rank 0 saves a checkpoint\n")
+          : enter_graceful_interrupts();
+  if (trainer.run(stop) == Trainer::Outcome::Interrupted) {
     std::fprintf(stderr, "interrupted at step %d/%d: checkpoint saved in %s (resume with --resume)\n",
                  trainer.progress().step, ts.total_steps, out.c_str());
     return 130;

@@ -1,4 +1,5 @@
 // cairn entry point: finds the subcommand (one or two words) and runs it, mapping errors to exit codes.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,6 +13,7 @@
 
 #include <cxxopts.hpp>
 
+#include "cairn/dist.h"
 #include "cairn/errors.h"
 #include "cairn/version.h"
 #include "cli/command.h"
@@ -44,9 +46,28 @@ static void choose_omp_wait_policy(char** argv) {
   execv("/proc/self/exe", argv);
 }
 
+// Data parallel (docs/distributed.md): under mpirun/srun every rank runs the same command. Ranks
+// other than 0 compute what rank 0 prints, so their stderr goes to /dev/null (CAIRN_LOG_ALL_RANKS=1
+// keeps it); their errors still reach the terminal, through `errors`, named by rank.
+static FILE* quiet_other_ranks() {
+  const cairn::dist::Comm& w = cairn::dist::world();
+  const char* all = std::getenv("CAIRN_LOG_ALL_RANKS");
+  if (!w.distributed() || w.root() || (all && *all && std::string(all) != "0")) return stderr;
+  const int saved = dup(STDERR_FILENO), null = open("/dev/null", O_WRONLY);
+  FILE* errors = saved >= 0 ? fdopen(saved, "w") : nullptr;
+  if (!errors || null < 0) return stderr;
+  dup2(null, STDERR_FILENO);
+  close(null);
+  setvbuf(errors, nullptr, _IONBF, 0);
+  return errors;
+}
+
+static int run_command(const cairn::cli::Command* found, int argc, char** argv, FILE* err);
+
 int main(int argc, char** argv) {
   choose_omp_wait_policy(argv);
   cairn::cli::install_interrupt_handlers();
+  cairn::dist::init(&argc, &argv);
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     print_usage();
     return argc < 2 ? 2 : 0;
@@ -70,10 +91,29 @@ int main(int argc, char** argv) {
     print_usage();
     return 2;
   }
-  std::string prog = "cairn " + found->name;
   std::vector<char*> args;
-  args.push_back(prog.data());
+  args.push_back(argv[0]);
   for (int i = 1 + consumed; i < argc; ++i) args.push_back(argv[i]);
+  cairn::dist::Comm& world = cairn::dist::world();
+  FILE* err = quiet_other_ranks();
+  const int code = run_command(found, static_cast<int>(args.size()), args.data(), err);
+  if (world.distributed() && code != 0 && code != 130) {
+    // A failing rank ends the job: the others may be waiting for it inside a collective.
+    std::fprintf(err, "rank %d of %d: stopping every rank (exit %d)\n", world.rank(), world.size(), code);
+    std::fflush(err);
+    world.abort(code);
+  }
+  cairn::dist::finalize();
+  return code;
+}
+
+static int run_command(const cairn::cli::Command* found, int argc, char** argv, FILE* err) {
+  std::string prog = "cairn " + found->name;
+  std::string where;
+  if (cairn::dist::world().distributed())
+    where = "rank " + std::to_string(cairn::dist::world().rank()) + ": ";
+  std::vector<char*> args(argv, argv + argc);
+  args[0] = prog.data();
   try {
     const int code = found->run(static_cast<int>(args.size()), args.data());
     // The results on stdout (eval's table or JSON, bench tables, pairs --json) count as output too.
@@ -82,16 +122,16 @@ int main(int argc, char** argv) {
       throw std::runtime_error(std::string("cannot write to stdout: ") + std::strerror(errno));
     return code;
   } catch (const cairn::DataError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fprintf(err, "%serror: %s\n", where.c_str(), e.what());
     return 3;
   } catch (const cairn::UsageError& e) {
-    std::fprintf(stderr, "%s: %s\n(see `%s --help`)\n", prog.c_str(), e.what(), prog.c_str());
+    std::fprintf(err, "%s%s: %s\n(see `%s --help`)\n", where.c_str(), prog.c_str(), e.what(), prog.c_str());
     return 2;
   } catch (const cxxopts::exceptions::exception& e) {
-    std::fprintf(stderr, "%s: %s\n(see `%s --help`)\n", prog.c_str(), e.what(), prog.c_str());
+    std::fprintf(err, "%s%s: %s\n(see `%s --help`)\n", where.c_str(), prog.c_str(), e.what(), prog.c_str());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: error: %s\n", prog.c_str(), e.what());
+    std::fprintf(err, "%s%s: error: %s\n", where.c_str(), prog.c_str(), e.what());
     return 1;
   }
 }

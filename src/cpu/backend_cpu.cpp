@@ -19,6 +19,7 @@ namespace {
 class CpuBackend final : public Backend {
  public:
   CpuBackend(int threads, cpu::AttnImpl attn) : attn_(attn), threads_(resolve_threads(threads)) {}
+  bool host_memory() const override { return true; }
   std::string name() const override {
     return "cpu (" + std::to_string(threads_) + " threads, attention " + cpu::attn_impl_name(attn_) + ")";
   }

@@ -82,6 +82,7 @@ class CudaBackend final : public Backend {
     cudaStreamDestroy(stream_);
   }
 
+  void* native_stream() override { return stream_; }
   std::string name() const override {
     const char* m = math_ == CudaMath::BF16 ? "bf16" : math_ == CudaMath::TF32 ? "tf32" : "fp32";
     return "cuda (" + device_name_ + ", sm_" + sm_ + ", " + m + " GEMMs, bf16 attention MMA)";

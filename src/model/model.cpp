@@ -353,6 +353,7 @@ void Model::backward_device(const float* drewards) {
   be_.fill(a.d_eos, 0.0f, static_cast<size_t>(B) * C);
   norm_bwd(a.d_eos, table_.lnf_w, table_.lnf_b, a.d_lnf, a.eos_x, a.lnf_mean, a.lnf_rstd, B);
   // d_eos holds dL/d(final residual at the last rows).
+  grad_ready(L);
   const int first = frozen_;  // the lowest block that trains
   if (first < L || L == 0) be_.fill(a.dres, 0.0f, static_cast<size_t>(N) * C);
   for (int l = L - 1; l >= first; --l) {
@@ -376,10 +377,19 @@ void Model::backward_device(const float* drewards) {
     be_.linear_backward(a.d_ln, G + w.qkv_w, at(G, w.qkv_b), a.d_qkv, x.ln1, P + w.qkv_w, N, C, QKV);
     if (last) be_.scatter_add_rows(a.dres, a.d_eos, a.eos_rows, B, C);  // identity path of the last rows
     norm_bwd(a.dres, w.ln1_w, w.ln1_b, a.d_ln, a.res[l - first], x.ln1_mean, x.ln1_rstd, N);
+    grad_ready(l);
   }
   if (first > 0) return;  // the embeddings are frozen with the blocks below
   if (L == 0) be_.scatter_add_rows(a.dres, a.d_eos, a.eos_rows, B, C);
   be_.embedding_backward(G + table_.tok_emb, at(G, table_.pos_emb), a.dres, a.ids, a.pos, N, C);
+  grad_ready(-1);
+}
+
+std::vector<LayerRange> Model::grad_buckets() const {
+  std::vector<LayerRange> out;
+  for (int l = cfg_.n_layers; l >= frozen_; --l) out.push_back(table_.layer_range(l));
+  if (frozen_ == 0) out.push_back(table_.layer_range(-1));
+  return out;
 }
 
 }  // namespace cairn

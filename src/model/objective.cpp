@@ -4,6 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "cairn/dist.h"
 #include "cairn/reward.h"
 
 namespace cairn {
@@ -67,9 +68,19 @@ double BTObjective::length_penalty(const std::vector<float>& rewards, const std:
 }
 
 LossStats BTObjective::loss(const TokenBatch& batch, const std::vector<PairTarget>& pairs, bool train,
-                            std::vector<float>* rewards_host, const std::vector<float>* seq_lengths) {
+                            std::vector<float>* rewards_host, const std::vector<float>* seq_lengths, const Shard* shard) {
   Backend& be = model_.backend();
-  const int B = batch.n_seqs(), H = model_.config().n_heads_out;
+  const int H = model_.config().n_heads_out;
+  size_t offset = 0, total = 0;  // sharded: this rank's first sequence, and all ranks' sequences
+  if (shard) {
+    const int r = shard->comm.rank();
+    if (shard->seqs_per_rank.size() != static_cast<size_t>(shard->comm.size()) ||
+        shard->seqs_per_rank[r] != static_cast<size_t>(batch.n_seqs()))
+      throw std::invalid_argument("BTObjective: the shard sizes do not match the ranks' batches");
+    for (int k = 0; k < shard->comm.size(); ++k) (k < r ? offset : total) += shard->seqs_per_rank[k];
+    total += offset;
+  }
+  const int B = shard ? static_cast<int>(total) : batch.n_seqs();
   for (const PairTarget& p : pairs)
     if (p.chosen < 0 || p.chosen >= B || p.rejected < 0 || p.rejected >= B || p.head < -1 || p.head >= H)
       throw std::invalid_argument("BTObjective: pair indexes a sequence or head outside the batch");
@@ -77,19 +88,40 @@ LossStats BTObjective::loss(const TokenBatch& batch, const std::vector<PairTarge
   if (d_pairs_.size() < pairs.size()) d_pairs_ = DeviceArray<PairTarget>(be, 2 * pairs.size());
   if (d_drewards_.size() < nr) d_drewards_ = DeviceArray<float>(be, 2 * nr);
   std::vector<float>& rewards = rewards_host ? *rewards_host : rewards_;
-  model_.forward(batch, rewards, train);
+  const float* d_rewards = nullptr;
+  if (!shard) {
+    model_.forward(batch, rewards, train);
+    d_rewards = model_.rewards_device();
+  } else {  // every rank's rewards, in rank order
+    std::vector<float> mine;
+    if (batch.n_seqs() > 0) model_.forward(batch, mine, train);
+    std::vector<size_t> counts;
+    for (size_t n : shard->seqs_per_rank) counts.push_back(n * H);
+    rewards.resize(nr);
+    shard->comm.allgatherv(mine.data(), mine.size(), rewards.data(), counts);
+    if (d_gathered_.size() < nr) d_gathered_ = DeviceArray<float>(be, 2 * nr);
+    be.to_device(d_gathered_.data(), rewards.data(), nr * sizeof(float));
+    d_rewards = d_gathered_.data();
+  }
   be.to_device(d_pairs_.data(), pairs.data(), pairs.size() * sizeof(PairTarget));
   be.fill(d_drewards_.data(), 0.0f, nr);
   const float* weights = train ? d_training_weights_.data() : d_scoring_weights_.data();
-  LossStats st = be.bt_loss(d_drewards_.data(), model_.rewards_device(), d_pairs_.data(),
+  LossStats st = be.bt_loss(d_drewards_.data(), d_rewards, d_pairs_.data(),
                             static_cast<int>(pairs.size()), H, weights, center_coef_);
   if (train && length_lambda_ > 0) {
     if (!seq_lengths || seq_lengths->size() != static_cast<size_t>(B))
       throw std::invalid_argument("BTObjective: length debiasing needs the response length of every sequence");
     st.loss += length_penalty(rewards, *seq_lengths, B);
   }
-  if (train) model_.backward_device(d_drewards_.data());
+  if (train && batch.n_seqs() > 0) model_.backward_device(d_drewards_.data() + offset * H);
   return st;
+}
+
+LossStats BTObjective::forward_backward_shard(const dist::Comm& comm, const std::vector<size_t>& seqs_per_rank,
+                                              const TokenBatch& batch, const std::vector<PairTarget>& pairs,
+                                              const std::vector<float>* seq_lengths) {
+  const Shard shard{comm, seqs_per_rank};
+  return loss(batch, pairs, true, nullptr, seq_lengths, &shard);
 }
 
 LossStats BTObjective::forward_backward(const TokenBatch& batch, const std::vector<PairTarget>& pairs,

@@ -1,5 +1,7 @@
 // The parameter size table (names and order: docs/run-directory.md#model-weights; docs/model.md#initialisation) and its deterministic initialisation.
+#include <algorithm>
 #include <cmath>
+#include <string>
 #include <stdexcept>
 
 #include "cairn/params.h"
@@ -77,6 +79,20 @@ void init_params(const ParamTable& table, int n_layers, uint64_t seed, float* ho
       }
     }
   }
+}
+
+}  // namespace cairn
+
+namespace cairn {
+
+LayerRange ParamTable::layer_range(int layer) const {
+  LayerRange r{layer, total_, 0};
+  size_t n = 0;
+  for (const ParamInfo& p : tensors_)
+    if (p.layer == layer) r.begin = std::min(r.begin, p.offset), r.end = std::max(r.end, p.offset + p.numel), n += p.numel;
+  if (n == 0) return {layer, 0, 0};
+  if (r.end - r.begin != n) throw std::logic_error("ParamTable: the tensors of layer " + std::to_string(layer) + " are not contiguous");
+  return r;
 }
 
 }  // namespace cairn

@@ -8,21 +8,26 @@
 
 namespace cairn {
 
-void build_batch(const std::vector<TokenizedPair>& pairs, const std::vector<size_t>& idx, size_t b, size_t e,
-                 bool share, TokenBatch* batch, std::vector<PairTarget>* targets, std::vector<float>* lengths) {
-  batch->clear();
+void pair_targets(const std::vector<TokenizedPair>& pairs, const std::vector<size_t>& idx, size_t b, size_t e,
+                  std::vector<PairTarget>* targets, std::vector<float>* lengths) {
   targets->clear();
   if (lengths) lengths->clear();
   for (size_t k = b; k < e; ++k) {
     const TokenizedPair& p = pairs[idx[k]];
     const int32_t i = static_cast<int32_t>(k - b);
-    batch->add_shared({&p.chosen, &p.rejected}, share);
     if (lengths) lengths->push_back(static_cast<float>(p.chosen_chars)), lengths->push_back(static_cast<float>(p.rejected_chars));
     PairTarget t;
     t.chosen = 2 * i, t.rejected = 2 * i + 1;
     t.label = p.label, t.margin = p.margin, t.weight = p.weight, t.head = p.head;
     targets->push_back(t);
   }
+}
+
+void build_batch(const std::vector<TokenizedPair>& pairs, const std::vector<size_t>& idx, size_t b, size_t e,
+                 bool share, TokenBatch* batch, std::vector<PairTarget>* targets, std::vector<float>* lengths) {
+  batch->clear();
+  for (size_t k = b; k < e; ++k) batch->add_shared({&pairs[idx[k]].chosen, &pairs[idx[k]].rejected}, share);
+  pair_targets(pairs, idx, b, e, targets, lengths);
 }
 
 SharingStats sharing_stats(const std::vector<TokenizedPair>& pairs) {

@@ -34,6 +34,11 @@ struct SharingStats {
 };
 SharingStats sharing_stats(const std::vector<TokenizedPair>& pairs);
 
+// The targets and lengths build_batch makes for pairs[idx[b..e)], without the tokens (a data-parallel
+// rank's view of the whole global batch).
+void pair_targets(const std::vector<TokenizedPair>& pairs, const std::vector<size_t>& idx, size_t b, size_t e,
+                  std::vector<PairTarget>* targets, std::vector<float>* lengths = nullptr);
+
 // The order in which epoch `epoch` visits the pairs: deterministic in (seed, epoch).
 std::vector<size_t> epoch_order(size_t n_pairs, const std::vector<TokenizedPair>& pairs, uint64_t seed, int epoch,
                                 int batch_pairs, int bucket_window = 50);

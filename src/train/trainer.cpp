@@ -19,11 +19,60 @@ namespace cairn {
 Trainer::Trainer(const TrainSettings& settings, Model& model, std::vector<TokenizedPair> train,
                  std::vector<TokenizedPair> valid)
     : s_(settings), model_(model), opt_(model, settings.optim), obj_(model, settings.center_coef),
-      train_(std::move(train)), valid_(std::move(valid)) {
+      train_(std::move(train)), valid_(std::move(valid)), comm_(dist::world()) {
   if (train_.empty()) throw std::invalid_argument("Trainer: no training pairs");
   if (s_.batch_pairs < 1 || s_.total_steps < 1 || s_.log_every < 1 || s_.eval_every < 1 || s_.save_every < 1)
     throw std::invalid_argument("Trainer: batch size, steps and cadences must be ≥ 1");
   if (model_.config().length_head() >= 0) obj_.set_length_lambda(s_.length_lambda);
+  if (comm_.distributed()) {
+    sync_ = dist::make_grad_sync(comm_, model_.backend(), model_.grads(), model_.grad_buckets(), s_.grad_overlap);
+    model_.set_grad_ready([this](int layer) { sync_->ready(layer); });
+    const auto [lo, hi] = dist::slice(valid_.size(), comm_.rank(), comm_.size());
+    valid_mine_.assign(valid_.begin() + lo, valid_.begin() + hi);
+  }
+}
+
+Trainer::~Trainer() { model_.set_grad_ready(nullptr); }
+
+namespace {
+uint64_t fnv1a(const void* data, size_t bytes) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < bytes; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+}  // namespace
+
+void Trainer::check_ranks_agree(const char* when) {
+  if (!comm_.distributed()) return;
+  std::vector<float> w(model_.num_params());
+  model_.get_params(w.data());
+  const uint64_t mine = fnv1a(w.data(), w.size() * sizeof(float));
+  uint64_t root = mine;
+  comm_.bcast(&root, sizeof root, 0);
+  if (!comm_.any(root != mine)) return;
+  throw std::runtime_error(std::string("data parallel: the ranks' parameters differ ") + when +
+                           (root != mine ? " (this rank differs from rank 0)" : "") +
+                           "; every rank must read the same run directory, data and --init (a shared filesystem)");
+}
+
+StepStats Trainer::step(const std::vector<size_t>& order, size_t b, size_t e) {
+  if (!comm_.distributed()) {
+    build_batch(train_, order, b, e, s_.prefix_sharing, &batch_, &targets_, &lengths_);
+    return obj_.train_step(opt_, batch_, targets_, &lengths_);
+  }
+  // this rank's slice of the global batch [b, e); the loss sees the whole global batch
+  const std::vector<size_t> seqs = comm_.slice_counts(e - b, 2);  // two sequences per pair
+  const auto [lo, hi] = dist::slice(e - b, comm_.rank(), comm_.size());
+  build_batch(train_, order, b + lo, b + hi, s_.prefix_sharing, &batch_, &mine_);
+  pair_targets(train_, order, b, e, &targets_, &lengths_);
+  StepStats st;
+  model_.zero_grads();
+  st.loss = obj_.forward_backward_shard(comm_, seqs, batch_, targets_, &lengths_);
+  sync_->finish();
+  st.grad_norm = opt_.step();
+  st.lr = opt_.last_lr();
+  return st;
 }
 
 nlohmann::json Trainer::state_json(const char* why) const {
@@ -34,7 +83,10 @@ nlohmann::json Trainer::state_json(const char* why) const {
   return st;
 }
 
-void Trainer::save(const char* why) { save_checkpoint(s_.out_dir, model_, opt_, state_json(why)); }
+void Trainer::save(const char* why) {
+  check_ranks_agree("at a checkpoint");
+  if (comm_.root()) save_checkpoint(s_.out_dir, model_, opt_, state_json(why));
+}
 
 void Trainer::resume() {
   const nlohmann::json st = load_checkpoint(s_.out_dir, model_, opt_);
@@ -50,31 +102,48 @@ void Trainer::resume() {
 nlohmann::json Trainer::validate() {
   nlohmann::json rec = nlohmann::json::object();
   if (valid_.empty()) return rec;
-  PairScores sc = score_pairs(obj_, model_.config(), valid_, s_.eval_batch_pairs, s_.prefix_sharing);
-  rec["valid_loss"] = sc.bt_loss;
-  rec["valid_acc"] = sc.accuracy();
+  const std::vector<TokenizedPair>& mine = comm_.distributed() ? valid_mine_ : valid_;
+  PairScores sc;
+  if (!mine.empty()) sc = score_pairs(obj_, model_.config(), mine, s_.eval_batch_pairs, s_.prefix_sharing);
+  double sums[4] = {0, 0, static_cast<double>(sc.n_correct), static_cast<double>(sc.n_decided)};  // loss·w, w, ...
+  for (const TokenizedPair& p : mine) sums[1] += p.weight;
+  sums[0] = sc.bt_loss * sums[1];
+  comm_.allreduce_sum(sums, 4);
+  const double acc = sums[3] > 0 ? sums[2] / sums[3] : 0.0;
+  rec["valid_loss"] = comm_.distributed() ? (sums[1] > 0 ? sums[0] / sums[1] : 0.0) : sc.bt_loss;
+  rec["valid_acc"] = acc;
   rec["valid_pairs"] = valid_.size();
-  progress_.best_valid_acc = std::max(progress_.best_valid_acc, sc.accuracy());
+  progress_.best_valid_acc = std::max(progress_.best_valid_acc, acc);
   return rec;
 }
 
 Trainer::Outcome Trainer::run(const std::atomic<bool>& stop) {
   const int total = s_.total_steps, B = s_.batch_pairs;
-  MetricsLog metrics((std::filesystem::path(s_.out_dir) / "metrics.jsonl").string(),
-                     progress_.step > 0 ? progress_.step : -1);
+  // rank 0 writes (data parallel: the others compute the same records and drop them)
+  std::unique_ptr<MetricsLog> log;
+  if (comm_.root())
+    log = std::make_unique<MetricsLog>((std::filesystem::path(s_.out_dir) / "metrics.jsonl").string(),
+                                       progress_.step > 0 ? progress_.step : -1);
+  struct {
+    MetricsLog* log;
+    void write(const nlohmann::json& rec) {
+      if (log) log->write(rec);
+    }
+  } metrics{log.get()};
+  check_ranks_agree("at the start (after initialisation or resume)");
   TrainProgress& p = progress_;
   std::vector<size_t> order = epoch_order(train_.size(), train_, s_.seed, p.epoch, B);
-  TokenBatch batch;
-  std::vector<PairTarget> targets;
-  std::vector<float> lengths;
   Progress line("step", total);
   int saved_step = -1;  // the step of the last checkpoint this call wrote
   // the metrics window: what one metrics.jsonl line averages
-  double win_loss = 0, win_tokens = 0, win_pairs = 0, win_t0 = now_seconds();
+  double win_loss = 0, win_tokens = 0, win_pairs = 0, win_t0 = now_seconds(), win_comm0 = sync_ ? sync_->seconds() : 0;
   int win_correct = 0, win_decided = 0, win_steps = 0;
   // SIGINT/SIGTERM stop the step (or validation) in flight at its next block boundary: a step that
   // throws Interrupted never reached the optimizer, so the checkpoint holds the last completed step.
-  model_.set_interrupt(&stop);
+  // Data parallel: no rank may stop inside a step (the others would wait in its collectives), so the
+  // flag is agreed over the ranks at each step boundary instead.
+  model_.set_interrupt(comm_.distributed() ? nullptr : &stop);
+  auto stopping = [&] { return comm_.any(stop.load()); };
   struct Unset {
     Model& m;
     ~Unset() { m.set_interrupt(nullptr); }
@@ -92,16 +161,15 @@ Trainer::Outcome Trainer::run(const std::atomic<bool>& stop) {
       return Outcome::Interrupted;  // the checkpoint on disk still says pending
     }
   }
-  while (p.step < total && !stop) {
+  while (p.step < total && !stopping()) {
     if (p.epoch_pos >= static_cast<long>(train_.size())) {
       ++p.epoch, p.epoch_pos = 0;
       order = epoch_order(train_.size(), train_, s_.seed, p.epoch, B);
     }
     const size_t e = std::min(train_.size(), static_cast<size_t>(p.epoch_pos) + B);
-    build_batch(train_, order, p.epoch_pos, e, s_.prefix_sharing, &batch, &targets, &lengths);
     StepStats st;
     try {
-      st = obj_.train_step(opt_, batch, targets, &lengths);
+      st = step(order, static_cast<size_t>(p.epoch_pos), e);
     } catch (const Interrupted&) {
       break;
     }
@@ -109,7 +177,8 @@ Trainer::Outcome Trainer::run(const std::atomic<bool>& stop) {
     ++p.step;
     if (!std::isfinite(st.loss.loss)) throw std::runtime_error("loss became non-finite at step " + std::to_string(p.step));
     // tokens/s counts the sequences' tokens (what the data holds), the same with or without sharing
-    win_loss += st.loss.loss, win_tokens += batch.sequence_tokens(), win_pairs += targets.size(), ++win_steps;
+    for (size_t k = e - targets_.size(); k < e; ++k) win_tokens += train_[order[k]].chosen.size() + train_[order[k]].rejected.size();
+    win_loss += st.loss.loss, win_pairs += targets_.size(), ++win_steps;
     win_correct += st.loss.n_correct, win_decided += st.loss.n_decided;
 
     const bool last = p.step == total;
@@ -122,6 +191,10 @@ Trainer::Outcome Trainer::run(const std::atomic<bool>& stop) {
                             {"loss", win_loss / win_steps}, {"acc", acc}, {"lr", st.lr},
                             {"grad_norm", st.grad_norm}, {"tokens_per_s", win_tokens / dt},
                             {"pairs_per_s", win_pairs / dt}};
+      if (sync_) {  // data parallel: the ranks, and the seconds per step spent summing gradients
+        rec["ranks"] = comm_.size();
+        rec["allreduce_s"] = (sync_->seconds() - win_comm0) / win_steps;
+      }
       char fields[200];
       std::snprintf(fields, sizeof fields, "loss %.4f  acc %.3f  lr %.2e  |g| %.3f  %.0f tok/s", win_loss / win_steps,
                     acc, st.lr, st.grad_norm, win_tokens / dt);
@@ -139,6 +212,7 @@ Trainer::Outcome Trainer::run(const std::atomic<bool>& stop) {
       metrics.write(rec);
       line.update(p.step, fields, true);
       win_loss = win_tokens = win_pairs = 0, win_correct = win_decided = win_steps = 0, win_t0 = now_seconds();
+      win_comm0 = sync_ ? sync_->seconds() : 0;
     }
     if (p.validation_pending) break;  // saved below as interrupted
     if (p.step % s_.save_every == 0 || last) save(last ? "final" : "periodic"), saved_step = p.step;

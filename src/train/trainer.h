@@ -6,14 +6,17 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "cairn/dist.h"
 #include "cairn/model.h"
 #include "cairn/objective.h"
 #include "cairn/optim.h"
+#include "dist/grad_sync.h"
 #include "train/batching.h"
 
 namespace cairn {
@@ -31,6 +34,7 @@ struct TrainSettings {
   float center_coef = 0.0f;
   float length_lambda = 0.0f;  // used when the model has a length head
   uint64_t seed = 1;           // data order (the model is initialised by the caller)
+  bool grad_overlap = true;    // data parallel: sum each layer's gradients while backward goes on
   nlohmann::json flags;        // resolved flags, saved in trainer_state.json for --resume
 };
 
@@ -43,11 +47,20 @@ struct TrainProgress {
   bool validation_pending = false;  // the validation at `step` was interrupted: redone on resume
 };
 
+// Data parallel (docs/distributed.md): under a launcher with K ranks (dist::world()), every rank runs
+// this loop over the same data order; each takes its slice of every global batch of batch_pairs
+// pairs, the loss is the global batch's (BTObjective::forward_backward_shard), the gradients are
+// summed over the ranks (GradSync) and every rank takes the same optimizer step. Validation splits
+// the valid pairs over the ranks. Only rank 0 writes metrics and checkpoints. A stop (Ctrl-C) is
+// agreed at each step boundary, so all ranks stop after the same step.
 class Trainer {
  public:
   // train must not be empty. valid may be.
   Trainer(const TrainSettings& settings, Model& model, std::vector<TokenizedPair> train,
           std::vector<TokenizedPair> valid);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
 
   // Restores parameters, optimizer moments and progress from the checkpoint in settings.out_dir.
   void resume();
@@ -65,6 +78,9 @@ class Trainer {
  private:
   void save(const char* why);
   nlohmann::json state_json(const char* why) const;
+  StepStats step(const std::vector<size_t>& order, size_t b, size_t e);
+  // Data parallel: throws unless every rank holds rank 0's parameters bit for bit.
+  void check_ranks_agree(const char* when);
 
   TrainSettings s_;
   Model& model_;
@@ -72,6 +88,12 @@ class Trainer {
   BTObjective obj_;
   std::vector<TokenizedPair> train_, valid_;
   TrainProgress progress_;
+  dist::Comm& comm_;
+  std::unique_ptr<dist::GradSync> sync_;  // data parallel only
+  std::vector<TokenizedPair> valid_mine_;  // data parallel: this rank's slice of valid_
+  TokenBatch batch_;
+  std::vector<PairTarget> targets_, mine_;
+  std::vector<float> lengths_;
 };
 
 }  // namespace cairn
