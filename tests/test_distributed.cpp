@@ -28,12 +28,20 @@ struct Result {
   std::string out;
 };
 
-// `cairn <args>` in one process (ranks 1) or under mpirun with `ranks` processes.
+// `cairn <args>` under `mpirun -np ranks`.
+Result mpirun_cairn(int ranks, const std::string& args) {
+  const std::string cmd =
+      "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 mpirun --oversubscribe --bind-to none -np " +
+      std::to_string(ranks) + " " + CAIRN_BINARY + " " + args;
+  Result r{0, ""};
+  r.out = test::run_capture(cmd + " 2>&1", &r.code);
+  return r;
+}
+
+// `cairn <args>` in one process without a launcher (ranks 1), or under mpirun with `ranks` processes.
 Result cairn(int ranks, const std::string& args) {
-  std::string cmd = "timeout 300 " + std::string(CAIRN_BINARY) + " " + args;
-  if (ranks > 1)
-    cmd = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 mpirun --oversubscribe --bind-to none -np " +
-          std::to_string(ranks) + " " + CAIRN_BINARY + " " + args;
+  if (ranks > 1) return mpirun_cairn(ranks, args);
+  const std::string cmd = "timeout 300 " + std::string(CAIRN_BINARY) + " " + args;
   Result r{0, ""};
   r.out = test::run_capture(cmd + " 2>&1", &r.code);
   return r;
@@ -114,6 +122,20 @@ TEST_F(Distributed, TwoRanksMatchOneProcess) {
   expect_equivalent(one, two, 20);
   // rank 0 alone wrote: one progress line per step, no duplicate from rank 1
   EXPECT_EQ(b.out.find("done: 20 steps"), b.out.rfind("done: 20 steps")) << b.out;
+}
+
+// One rank under mpirun takes the data-parallel path (sharded loss, gradient sync) with a group of
+// one: bit-identical to the plain process.
+TEST_F(Distributed, OneRankUnderMpirunIsBitIdenticalToOneProcess) {
+  const std::string one = d_.file("one"), dp = d_.file("dp");
+  Result a = cairn(1, flags(one, "--steps 12 --batch-pairs 6 --length-head"));
+  ASSERT_EQ(a.code, 0) << a.out;
+  Result b = mpirun_cairn(1, flags(dp, "--steps 12 --batch-pairs 6 --length-head"));
+  ASSERT_EQ(b.code, 0) << b.out;
+  EXPECT_NE(b.out.find("data parallel: 1 ranks"), std::string::npos) << b.out;
+  EXPECT_EQ(metrics(dp).back()["ranks"], 1);
+  for (const char* f : {"model.safetensors", "optimizer.safetensors"})
+    EXPECT_TRUE(read_file(one + "/" + f) == read_file(dp + "/" + f)) << f;
 }
 
 // An odd batch (4 + 3 pairs), llama with grouped-query attention, the lowest block frozen (no bucket
@@ -266,7 +288,9 @@ TEST_F(Distributed, ScoreAndEvalSplitOverRanksKeepInputOrder) {
     const auto ja = nlohmann::json::parse(la), jb = nlohmann::json::parse(lb);
     EXPECT_EQ(ja["id"], jb["id"]) << "line " << n;
     EXPECT_EQ(ja.contains("reward"), jb.contains("reward")) << "line " << n;
-    if (ja.contains("reward")) EXPECT_NEAR(ja["reward"].get<double>(), jb["reward"].get<double>(), 1e-5) << "line " << n;
+    if (ja.contains("reward")) {
+      EXPECT_NEAR(ja["reward"].get<double>(), jb["reward"].get<double>(), 1e-5) << "line " << n;
+    }
     ++n;
   }
   EXPECT_EQ(n, 62);

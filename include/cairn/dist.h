@@ -23,6 +23,9 @@ class Comm {
   int local_size() const { return local_size_; }
   bool root() const { return rank_ == 0; }
   bool distributed() const { return size_ > 1; }
+  // A launcher started this process and MPI is initialised, with any number of ranks: training
+  // then takes the data-parallel path even at K = 1 (so `mpirun -np 1` exercises it, NCCL included).
+  bool launched() const { return launched_; }
 
   void barrier() const;
   void bcast(void* data, size_t bytes, int root = 0) const;
@@ -51,6 +54,7 @@ class Comm {
  private:
   friend void init(int* argc, char*** argv);
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
+  bool launched_ = false;
 };
 
 // The process group: initialises MPI when a launcher started this process (its environment says so:

@@ -299,7 +299,7 @@ int run(int argc, char** argv) {
   std::fprintf(stderr, "training: %zu pairs, %d steps of %d pairs (%.2f epochs), lr %g, warmup %d\n", train_raw.size(),
                ts.total_steps, ts.batch_pairs, static_cast<double>(ts.total_steps) / steps_per_epoch, ts.optim.lr,
                ts.optim.warmup);
-  if (world.distributed())
+  if (world.launched())
     std::fprintf(stderr, "data parallel: %d ranks (%d on this node), %d-%d pairs of each step per rank, gradients %s\n",
                  world.size(), world.local_size(), ts.batch_pairs / world.size(),
                  (ts.batch_pairs + world.size() - 1) / world.size(),
@@ -307,7 +307,7 @@ int run(int argc, char** argv) {
 
   setup_guard.dir.clear();  // training starts: the run directory stays, whatever happens next
   const std::atomic<bool>& stop =
-      world.distributed()
+      world.launched()
           ? enter_graceful_interrupts("\ninterrupt: every rank stops after the step in flight, then rank 0 saves a checkpoint\n")
           : enter_graceful_interrupts();
   if (trainer.run(stop) == Trainer::Outcome::Interrupted) {

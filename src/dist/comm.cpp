@@ -42,6 +42,7 @@ void init(int* argc, char*** argv) {
   // FUNNELED: only the main thread calls MPI (OpenMP threads never do).
   MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
   g_initialised = true;
+  g_world.launched_ = true;
   MPI_Comm_rank(MPI_COMM_WORLD, &g_world.rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &g_world.size_);
   MPI_Comm node;

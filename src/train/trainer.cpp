@@ -24,7 +24,7 @@ Trainer::Trainer(const TrainSettings& settings, Model& model, std::vector<Tokeni
   if (s_.batch_pairs < 1 || s_.total_steps < 1 || s_.log_every < 1 || s_.eval_every < 1 || s_.save_every < 1)
     throw std::invalid_argument("Trainer: batch size, steps and cadences must be ≥ 1");
   if (model_.config().length_head() >= 0) obj_.set_length_lambda(s_.length_lambda);
-  if (comm_.distributed()) {
+  if (comm_.launched()) {
     sync_ = dist::make_grad_sync(comm_, model_.backend(), model_.grads(), model_.grad_buckets(), s_.grad_overlap);
     model_.set_grad_ready([this](int layer) { sync_->ready(layer); });
     const auto [lo, hi] = dist::slice(valid_.size(), comm_.rank(), comm_.size());
@@ -57,7 +57,7 @@ void Trainer::check_ranks_agree(const char* when) {
 }
 
 StepStats Trainer::step(const std::vector<size_t>& order, size_t b, size_t e) {
-  if (!comm_.distributed()) {
+  if (!sync_) {
     build_batch(train_, order, b, e, s_.prefix_sharing, &batch_, &targets_, &lengths_);
     return obj_.train_step(opt_, batch_, targets_, &lengths_);
   }
@@ -102,7 +102,7 @@ void Trainer::resume() {
 nlohmann::json Trainer::validate() {
   nlohmann::json rec = nlohmann::json::object();
   if (valid_.empty()) return rec;
-  const std::vector<TokenizedPair>& mine = comm_.distributed() ? valid_mine_ : valid_;
+  const std::vector<TokenizedPair>& mine = sync_ ? valid_mine_ : valid_;
   PairScores sc;
   if (!mine.empty()) sc = score_pairs(obj_, model_.config(), mine, s_.eval_batch_pairs, s_.prefix_sharing);
   double sums[4] = {0, 0, static_cast<double>(sc.n_correct), static_cast<double>(sc.n_decided)};  // loss·w, w, ...
@@ -110,7 +110,7 @@ nlohmann::json Trainer::validate() {
   sums[0] = sc.bt_loss * sums[1];
   comm_.allreduce_sum(sums, 4);
   const double acc = sums[3] > 0 ? sums[2] / sums[3] : 0.0;
-  rec["valid_loss"] = comm_.distributed() ? (sums[1] > 0 ? sums[0] / sums[1] : 0.0) : sc.bt_loss;
+  rec["valid_loss"] = sync_ ? (sums[1] > 0 ? sums[0] / sums[1] : 0.0) : sc.bt_loss;
   rec["valid_acc"] = acc;
   rec["valid_pairs"] = valid_.size();
   progress_.best_valid_acc = std::max(progress_.best_valid_acc, acc);
@@ -142,7 +142,7 @@ Trainer::Outcome Trainer::run(const std::atomic<bool>& stop) {
   // throws Interrupted never reached the optimizer, so the checkpoint holds the last completed step.
   // Data parallel: no rank may stop inside a step (the others would wait in its collectives), so the
   // flag is agreed over the ranks at each step boundary instead.
-  model_.set_interrupt(comm_.distributed() ? nullptr : &stop);
+  model_.set_interrupt(sync_ ? nullptr : &stop);
   auto stopping = [&] { return comm_.any(stop.load()); };
   struct Unset {
     Model& m;

@@ -6,15 +6,20 @@
 // (the attention MMAs are bf16 in both), rewards 1e-2 / 3e-2.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
 
+#include "cairn/checkpoint.h"
+#include "cairn/dist.h"
 #include "cairn/model.h"
 #include "cairn/objective.h"
+#include "dist/grad_sync.h"
 #include "gpu/gpu_util.h"
 #include "synthetic_task.h"
 #include "test_tmpdir.h"
@@ -277,6 +282,54 @@ TEST(CudaModel, RunDirectoriesMoveBetweenDevices) {
     ASSERT_EQ(b.size(), 50u);
     EXPECT_LT(rel_l2(b, a), 3e-2) << runname << ": CUDA scores vs CPU scores of the same run directory";
   }
+}
+
+// The data-parallel path on the GPU with one rank under mpirun: the sharded loss and the gradient
+// sync (NCCL when built with it: a communicator of one, ncclAllReduce on its own stream) against the
+// plain one-process run, weights within 1e-5 after 10 steps (fp32 GEMMs).
+TEST(CudaModel, DataParallelPathWithOneRankMatchesOneProcess) {
+  CAIRN_REQUIRE_GPU();
+  if (!dist::mpi_built()) GTEST_SKIP() << "built without MPI";
+  test::TempDir d;
+  {
+    std::ofstream f(d.file("pairs.jsonl"));
+    Rng r(11);
+    for (int i = 0; i < 120; ++i) {
+      const std::string topic = "topic " + std::to_string(r.below(20));
+      f << nlohmann::json({{"prompt", "Tell me about " + topic},
+                           {"chosen", "Thank you for asking, here is a careful answer about " + topic + "."},
+                           {"rejected", "Whatever, read about " + topic + " yourself."}})
+                  .dump()
+        << "\n";
+    }
+  }
+  std::string out;
+  ASSERT_EQ(run("tokenizer train --input " + d.file("pairs.jsonl") + " --out " + d.file("tok.model") + " --vocab-size 300", &out), 0)
+      << out;
+  const std::string flags = " --device cuda --cuda-math fp32 --train " + d.file("pairs.jsonl") + " --tokenizer " +
+                            d.file("tok.model") + " --preset tiny --steps 10 --batch-pairs 8 --log-every 1 --out ";
+  ASSERT_EQ(run("train" + flags + d.file("one"), &out), 0) << out;
+  {
+    const std::string cmd = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 1 " + cairn_binary() +
+                            " train" + flags + d.file("dp") + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    std::array<char, 4096> buf;
+    size_t n;
+    out.clear();
+    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+    const int st = pclose(p);
+    ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << out;
+  }
+  EXPECT_NE(out.find("data parallel: 1 ranks"), std::string::npos) << out;
+  ModelConfig c1, c2;
+  std::vector<float> w1, w2;
+  load_model(d.file("one"), &c1, &w1);
+  load_model(d.file("dp"), &c2, &w2);
+  ASSERT_EQ(w1.size(), w2.size());
+  double m = 0;
+  for (size_t i = 0; i < w1.size(); ++i) m = std::max(m, std::abs(static_cast<double>(w1[i]) - w2[i]));
+  EXPECT_LT(m, 1e-5) << "max |dw| after 10 steps, " << (dist::nccl_built() ? "NCCL" : "MPI through host") << " gradient sync";
+  std::printf("[ dp gpu   ] %s gradient sync, 1 rank vs 1 process: max |dw| %.3g\n", dist::nccl_built() ? "NCCL" : "staged MPI", m);
 }
 
 }  // namespace cairn
