@@ -9,6 +9,8 @@
 #   CAIRN_FUZZ_HARNESSES="pairs gguf"   only these harnesses (default: every fuzz/*.cpp)
 #   CAIRN_FUZZ_JOBS=2                   build parallelism (default: nproc)
 #   CAIRN_FUZZ_FLAGS="-max_len=65536"   extra libFuzzer flags for every run
+#   CAIRN_FUZZ_WORK=build-fuzz/run2      working directory (default build-fuzz/run): two runs of different
+#                                       harnesses side by side, after one has built the harnesses
 # Reproduce a finding: build-fuzz/fuzz/fuzz_<harness> <the saved input>. See docs/fuzzing.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +30,7 @@ quiet cmake -S . -B "$build" "${gen[@]}" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BU
 quiet cmake --build "$build" -j "${CAIRN_FUZZ_JOBS:-$(nproc)}" --target fuzz
 
 harnesses="${CAIRN_FUZZ_HARNESSES:-$(cd fuzz && ls *.cpp | sed 's/\.cpp$//' | tr '\n' ' ')}"
-work="$build/run"
+work="${CAIRN_FUZZ_WORK:-$build/run}"
 rm -rf "$work"
 mkdir -p "$work" "$build/findings"
 # Loaders that take a path get their files in a scratch directory: in memory when /dev/shm is there.
