@@ -68,6 +68,13 @@ int main(int argc, char** argv) {
   choose_omp_wait_policy(argv);
   cairn::cli::install_interrupt_handlers();
   cairn::dist::init(&argc, &argv);
+  // A build without MPI under mpirun would be K separate runs writing one run directory: refused.
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"})
+    if (const char* n = std::getenv(v); !cairn::dist::mpi_built() && n && std::atoi(n) > 1) {
+      std::fprintf(stderr, "cairn: launched as one of %s processes (%s), but this cairn was built without MPI; "
+                   "rebuild with libopenmpi-dev installed (docs/distributed.md) or run one process\n", n, v);
+      return 2;
+    }
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     print_usage();
     return argc < 2 ? 2 : 0;
