@@ -33,7 +33,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         fuzz::check(p.label >= 0 && p.label <= 1, "label " + std::to_string(p.label) + " outside [0, 1]");
         fuzz::check(p.weight > 0 && std::isfinite(p.weight), "weight " + std::to_string(p.weight) + " not finite and > 0");
         fuzz::check(std::isfinite(p.margin), "margin " + std::to_string(p.margin) + " not finite");
-        fuzz::check(p.chosen_chars > 0 && p.rejected_chars > 0, "a pair with an empty response");
+        // docs/formats.md#rendering: an empty response is text like any other, flagged and counted
+        fuzz::check(p.chosen_chars >= 0 && p.rejected_chars >= 0, "a negative response length");
+        fuzz::check(p.empty_response || (p.chosen_chars > 0 && p.rejected_chars > 0),
+                    "a zero-length response not flagged as empty");
       });
       fuzz::expect_data_error([&] { render_score_record(j, "input.jsonl", line_no, t); });
     }
