@@ -55,23 +55,9 @@ Calibration compares sigma(r_chosen - r_rejected) with the labels: ECE over 10 b
   const double t0 = now_seconds();
   BTObjective obj(*run.model);
   const bool share = use_prefix_sharing(a, pairs);
-  // Data parallel: each rank scores its slice; rank 0 gathers the rewards in input order and reports.
+  // Data parallel: each rank scores its slice; rank 0 reports on all of them.
   const dist::Comm& world = dist::world();
-  const auto [lo, hi] = dist::slice(pairs.size(), world.rank(), world.size());
-  const std::vector<TokenizedPair> mine_pairs(pairs.begin() + lo, pairs.begin() + hi);
-  PairScores mine;
-  if (!mine_pairs.empty()) mine = score_pairs(obj, cfg, mine_pairs, a["batch-pairs"].as<int>(), share);
-  PairScores s;
-  s.chosen.resize(pairs.size()), s.rejected.resize(pairs.size());
-  const std::vector<size_t> counts = world.slice_counts(pairs.size());
-  world.allgatherv(mine.chosen.data(), mine.chosen.size(), s.chosen.data(), counts);
-  world.allgatherv(mine.rejected.data(), mine.rejected.size(), s.rejected.data(), counts);
-  double sums[4] = {0, 0, static_cast<double>(mine.sequence_tokens), static_cast<double>(mine.computed_tokens)};
-  for (const TokenizedPair& p : mine_pairs) sums[1] += p.weight;  // the BT loss is a weighted mean
-  sums[0] = mine.bt_loss * sums[1];
-  world.allreduce_sum(sums, 4);
-  s.bt_loss = sums[1] > 0 ? sums[0] / sums[1] : 0.0;
-  s.sequence_tokens = static_cast<long>(sums[2]), s.computed_tokens = static_cast<long>(sums[3]);
+  const PairScores s = score_pairs_split(world, obj, cfg, pairs, a["batch-pairs"].as<int>(), share);
   const double dt = now_seconds() - t0;
   if (!world.root()) return 0;
 

@@ -20,6 +20,16 @@ namespace {
 Comm g_world;
 bool g_initialised = false;  // by us: finalize() undoes it
 
+// allgatherv's checks, and the whole of it for one rank: true when nothing is left to send.
+template <class T>
+bool gathered_locally(const Comm& c, const T* mine, size_t n, T* all, const std::vector<size_t>& counts) {
+  if (counts.size() != static_cast<size_t>(c.size()) || counts[c.rank()] != n)
+    throw std::invalid_argument("allgatherv: counts do not match the ranks");
+  if (c.distributed()) return false;
+  std::copy(mine, mine + n, all);
+  return true;
+}
+
 #ifdef CAIRN_HAVE_MPI
 std::vector<MPI_Request> g_pending;
 constexpr size_t kChunk = static_cast<size_t>(INT_MAX / 2);  // elements per MPI call
@@ -90,9 +100,7 @@ bool Comm::any(bool flag) const {
 namespace {
 template <class T>
 void gatherv(const Comm& c, const T* mine, size_t n, T* all, const std::vector<size_t>& counts, MPI_Datatype type) {
-  if (counts.size() != static_cast<size_t>(c.size()) || counts[c.rank()] != n)
-    throw std::invalid_argument("allgatherv: counts do not match the ranks");
-  if (!c.distributed()) return void(std::copy(mine, mine + n, all));
+  if (gathered_locally(c, mine, n, all, counts)) return;
   std::vector<int> cnt(c.size()), disp(c.size());
   size_t total = 0;
   for (int r = 0; r < c.size(); ++r) {
@@ -150,12 +158,10 @@ void Comm::allreduce_sum(double*, size_t) const {}
 void Comm::allreduce_sum(float*, size_t) const {}
 bool Comm::any(bool flag) const { return flag; }
 void Comm::allgatherv(const float* mine, size_t n, float* all, const std::vector<size_t>& counts) const {
-  if (counts.size() != 1 || counts[0] != n) throw std::invalid_argument("allgatherv: counts do not match the ranks");
-  std::copy(mine, mine + n, all);
+  gathered_locally(*this, mine, n, all, counts);
 }
 void Comm::allgatherv(const double* mine, size_t n, double* all, const std::vector<size_t>& counts) const {
-  if (counts.size() != 1 || counts[0] != n) throw std::invalid_argument("allgatherv: counts do not match the ranks");
-  std::copy(mine, mine + n, all);
+  gathered_locally(*this, mine, n, all, counts);
 }
 void Comm::start_allreduce_sum(float*, size_t) {}
 void Comm::progress() {}

@@ -30,12 +30,6 @@ void GradSync::finish() {
   seconds_ += now_seconds() - t0;
 }
 
-size_t GradSync::floats() const {
-  size_t n = 0;
-  for (const GradBucket& k : buckets_) n += k.end - k.begin;
-  return n;
-}
-
 namespace {
 
 // Host memory (the CPU backend): non-blocking MPI all-reduces, advanced at each bucket boundary.

@@ -30,8 +30,6 @@ class GradSync {
   // Every bucket summed over the ranks: the gradients are the global batch's, identical everywhere.
   void finish();
   double seconds() const { return seconds_; }  // spent in communication calls (cumulative)
-  bool overlap() const { return overlap_; }
-  size_t floats() const;                       // floats summed per step
 
  protected:
   virtual void start(size_t begin, size_t end) = 0;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "cairn/dist.h"
 #include "cairn/reward.h"
 
 namespace cairn {
@@ -41,6 +42,30 @@ PairScores score_pairs(BTObjective& obj, const ModelConfig& cfg, const std::vect
   }
   out.bt_loss = wsum > 0 ? loss / wsum : 0.0;
   return out;
+}
+
+PairScores score_pairs_split(const dist::Comm& comm, BTObjective& obj, const ModelConfig& cfg,
+                             const std::vector<TokenizedPair>& pairs, int batch_pairs, bool share) {
+  if (!comm.distributed()) return score_pairs(obj, cfg, pairs, batch_pairs, share);
+  const auto [lo, hi] = dist::slice(pairs.size(), comm.rank(), comm.size());
+  const std::vector<TokenizedPair> slice(pairs.begin() + lo, pairs.begin() + hi);
+  PairScores mine;
+  if (!slice.empty()) mine = score_pairs(obj, cfg, slice, batch_pairs, share);
+  PairScores all;
+  all.chosen.resize(pairs.size()), all.rejected.resize(pairs.size());
+  const std::vector<size_t> counts = comm.slice_counts(pairs.size());
+  comm.allgatherv(mine.chosen.data(), mine.chosen.size(), all.chosen.data(), counts);
+  comm.allgatherv(mine.rejected.data(), mine.rejected.size(), all.rejected.data(), counts);
+  // loss·weight, weight (the BT loss is a weighted mean), decisions, tokens
+  double sums[6] = {0, 0, static_cast<double>(mine.n_correct), static_cast<double>(mine.n_decided),
+                    static_cast<double>(mine.sequence_tokens), static_cast<double>(mine.computed_tokens)};
+  for (const TokenizedPair& p : slice) sums[1] += p.weight;
+  sums[0] = mine.bt_loss * sums[1];
+  comm.allreduce_sum(sums, 6);
+  all.bt_loss = sums[1] > 0 ? sums[0] / sums[1] : 0.0;
+  all.n_correct = static_cast<int>(sums[2]), all.n_decided = static_cast<int>(sums[3]);
+  all.sequence_tokens = static_cast<long>(sums[4]), all.computed_tokens = static_cast<long>(sums[5]);
+  return all;
 }
 
 }  // namespace cairn

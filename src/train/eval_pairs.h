@@ -8,6 +8,9 @@
 #include "train/batching.h"
 
 namespace cairn {
+namespace dist {
+class Comm;
+}
 
 struct PairScores {
   std::vector<double> chosen, rejected;  // composite reward (or the pair's head) of each side
@@ -21,5 +24,11 @@ struct PairScores {
 // fp32 summation-order noise). Reward per side: side_reward (the pair's head, else the composite).
 PairScores score_pairs(BTObjective& obj, const ModelConfig& cfg, const std::vector<TokenizedPair>& pairs,
                        int batch_pairs, bool share);
+
+// Data parallel (docs/distributed.md): each rank of `comm` scores its slice (dist::slice) of the
+// pairs; the rewards are gathered in input order and the loss, counts and token totals summed, so
+// every rank returns what score_pairs returns for all the pairs. One rank: score_pairs itself.
+PairScores score_pairs_split(const dist::Comm& comm, BTObjective& obj, const ModelConfig& cfg,
+                             const std::vector<TokenizedPair>& pairs, int batch_pairs, bool share);
 
 }  // namespace cairn

@@ -1,6 +1,8 @@
 // The training loop, see trainer.h.
 #include "train/trainer.h"
 
+#include <zlib.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -27,28 +29,17 @@ Trainer::Trainer(const TrainSettings& settings, Model& model, std::vector<Tokeni
   if (comm_.launched()) {
     sync_ = dist::make_grad_sync(comm_, model_.backend(), model_.grads(), model_.grad_buckets(), s_.grad_overlap);
     model_.set_grad_ready([this](int layer) { sync_->ready(layer); });
-    const auto [lo, hi] = dist::slice(valid_.size(), comm_.rank(), comm_.size());
-    valid_mine_.assign(valid_.begin() + lo, valid_.begin() + hi);
   }
 }
 
 Trainer::~Trainer() { model_.set_grad_ready(nullptr); }
 
-namespace {
-uint64_t fnv1a(const void* data, size_t bytes) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  const auto* p = static_cast<const unsigned char*>(data);
-  for (size_t i = 0; i < bytes; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
-  return h;
-}
-}  // namespace
-
 void Trainer::check_ranks_agree(const char* when) {
   if (!comm_.distributed()) return;
   std::vector<float> w(model_.num_params());
   model_.get_params(w.data());
-  const uint64_t mine = fnv1a(w.data(), w.size() * sizeof(float));
-  uint64_t root = mine;
+  const uLong mine = crc32_z(0L, reinterpret_cast<const Bytef*>(w.data()), w.size() * sizeof(float));
+  uLong root = mine;
   comm_.bcast(&root, sizeof root, 0);
   if (!comm_.any(root != mine)) return;
   throw std::runtime_error(std::string("data parallel: the ranks' parameters differ ") + when +
@@ -102,15 +93,9 @@ void Trainer::resume() {
 nlohmann::json Trainer::validate() {
   nlohmann::json rec = nlohmann::json::object();
   if (valid_.empty()) return rec;
-  const std::vector<TokenizedPair>& mine = sync_ ? valid_mine_ : valid_;
-  PairScores sc;
-  if (!mine.empty()) sc = score_pairs(obj_, model_.config(), mine, s_.eval_batch_pairs, s_.prefix_sharing);
-  double sums[4] = {0, 0, static_cast<double>(sc.n_correct), static_cast<double>(sc.n_decided)};  // loss·w, w, ...
-  for (const TokenizedPair& p : mine) sums[1] += p.weight;
-  sums[0] = sc.bt_loss * sums[1];
-  comm_.allreduce_sum(sums, 4);
-  const double acc = sums[3] > 0 ? sums[2] / sums[3] : 0.0;
-  rec["valid_loss"] = sync_ ? (sums[1] > 0 ? sums[0] / sums[1] : 0.0) : sc.bt_loss;
+  const PairScores sc = score_pairs_split(comm_, obj_, model_.config(), valid_, s_.eval_batch_pairs, s_.prefix_sharing);
+  const double acc = sc.accuracy();
+  rec["valid_loss"] = sc.bt_loss;
   rec["valid_acc"] = acc;
   rec["valid_pairs"] = valid_.size();
   progress_.best_valid_acc = std::max(progress_.best_valid_acc, acc);

@@ -90,7 +90,6 @@ class Trainer {
   TrainProgress progress_;
   dist::Comm& comm_;
   std::unique_ptr<dist::GradSync> sync_;  // data parallel only
-  std::vector<TokenizedPair> valid_mine_;  // data parallel: this rank's slice of valid_
   TokenBatch batch_;
   std::vector<PairTarget> targets_, mine_;
   std::vector<float> lengths_;
