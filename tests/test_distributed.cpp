@@ -196,6 +196,16 @@ Result stop_after_first_checkpoint(int ranks, const std::string& args, double* s
 
 int saved_step(const std::string& run) { return read_trainer_state(run)["step"].get<int>(); }
 
+// Finishes the stopped `run` (stopped after step `at`) with `ranks` ranks and returns the largest
+// weight difference from the uninterrupted `ref`, or infinity when the resume fails.
+double resume_against(const std::string& ref, const std::string& run, const std::string& resume_flags, int ranks, int at) {
+  Result r = cairn(ranks, resume_flags);
+  EXPECT_EQ(r.code, 0) << r.out;
+  if (r.code != 0) return INFINITY;
+  EXPECT_NE(r.out.find("resumed " + run + " at step " + std::to_string(at)), std::string::npos) << r.out;
+  return max_abs_diff(weights(ref), weights(run));
+}
+
 // Kill one rank of a K = 2 run: every rank exits non-zero within seconds, the last checkpoint
 // resumes with K = 1, and the finished run matches an uninterrupted one-process run.
 TEST_F(Distributed, KilledRankStopsAllAndTheCheckpointResumesWithOneRank) {
@@ -213,10 +223,7 @@ TEST_F(Distributed, KilledRankStopsAllAndTheCheckpointResumesWithOneRank) {
   const int at = saved_step(run);
   ASSERT_GT(at, 0);
   ASSERT_LT(at, 150) << "the run finished before the kill; the test needs a longer run";
-  Result r = cairn(1, flags(run, x + " --resume"));
-  ASSERT_EQ(r.code, 0) << r.out;
-  EXPECT_NE(r.out.find("resumed " + run + " at step " + std::to_string(at)), std::string::npos) << r.out;
-  const double dw = max_abs_diff(weights(ref), weights(run));
+  const double dw = resume_against(ref, run, flags(run, x + " --resume"), 1, at);
   EXPECT_LT(dw, 1e-4) << "killed at step " << at << " (K=2), resumed with K=1";
   std::printf("[ dp       ] rank killed after step %d: all ranks out in %.2fs (exit %d); resumed K=1: max |Δw| %.3g\n", at,
               secs, k.code, dw);
@@ -233,9 +240,7 @@ TEST_F(Distributed, OneProcessRunResumesWithTwoRanks) {
   EXPECT_EQ(k.code, 130) << k.out;
   const int at = saved_step(run);
   ASSERT_LT(at, 150) << "the run finished before the interrupt; the test needs a longer run";
-  Result r = cairn(2, flags(run, x + " --resume"));
-  ASSERT_EQ(r.code, 0) << r.out;
-  const double dw = max_abs_diff(weights(ref), weights(run));
+  const double dw = resume_against(ref, run, flags(run, x + " --resume"), 2, at);
   EXPECT_LT(dw, 1e-4) << "interrupted at step " << at << " (K=1), resumed with K=2";
   std::printf("[ dp       ] K=1 interrupted after step %d, resumed K=2: max |Δw| %.3g\n", at, dw);
 }

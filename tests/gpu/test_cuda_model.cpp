@@ -218,9 +218,9 @@ std::string cairn_binary() {
   const char* env = std::getenv("CAIRN_BINARY");
   return env && *env ? env : CAIRN_BINARY;
 }
-int run(const std::string& args, std::string* out = nullptr) {
-  const std::string cmd = cairn_binary() + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
+// Runs a shell command line; *out gets what it printed (stdout and stderr).
+int run_shell(const std::string& cmd, std::string* out) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
   std::array<char, 4096> buf;
   size_t n;
   std::string o;
@@ -228,6 +228,20 @@ int run(const std::string& args, std::string* out = nullptr) {
   const int st = pclose(p);
   if (out) *out = o;
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+int run(const std::string& args, std::string* out = nullptr) { return run_shell(cairn_binary() + " " + args, out); }
+// n polite/rude pairs over 20 topics (chosen: polite), seeded.
+void write_polite_pairs(const std::string& path, int n, uint64_t seed) {
+  std::ofstream f(path);
+  Rng r(seed);
+  for (int i = 0; i < n; ++i) {
+    const std::string topic = "topic " + std::to_string(r.below(20));
+    f << nlohmann::json({{"prompt", "Tell me about " + topic},
+                         {"chosen", "Thank you for asking, here is a careful answer about " + topic + "."},
+                         {"rejected", "Whatever, read about " + topic + " yourself."}})
+                .dump()
+      << "\n";
+  }
 }
 std::vector<double> rewards_of(const std::string& path) {
   std::ifstream f(path);
@@ -240,17 +254,8 @@ std::vector<double> rewards_of(const std::string& path) {
 TEST(CudaModel, RunDirectoriesMoveBetweenDevices) {
   CAIRN_REQUIRE_GPU();
   test::TempDir d;
+  write_polite_pairs(d.file("pairs.jsonl"), 200, 9);
   {
-    std::ofstream f(d.file("pairs.jsonl"));
-    Rng r(9);
-    for (int i = 0; i < 200; ++i) {
-      const std::string topic = "topic " + std::to_string(r.below(20));
-      f << nlohmann::json({{"prompt", "Tell me about " + topic},
-                           {"chosen", "Thank you for asking, here is a careful answer about " + topic + "."},
-                           {"rejected", "Whatever, read about " + topic + " yourself."}})
-                  .dump()
-        << "\n";
-    }
     std::ofstream s(d.file("score.jsonl"));
     for (int i = 0; i < 50; ++i)
       s << nlohmann::json({{"prompt", "Tell me about topic " + std::to_string(i)},
@@ -291,35 +296,18 @@ TEST(CudaModel, DataParallelPathWithOneRankMatchesOneProcess) {
   CAIRN_REQUIRE_GPU();
   if (!dist::mpi_built()) GTEST_SKIP() << "built without MPI";
   test::TempDir d;
-  {
-    std::ofstream f(d.file("pairs.jsonl"));
-    Rng r(11);
-    for (int i = 0; i < 120; ++i) {
-      const std::string topic = "topic " + std::to_string(r.below(20));
-      f << nlohmann::json({{"prompt", "Tell me about " + topic},
-                           {"chosen", "Thank you for asking, here is a careful answer about " + topic + "."},
-                           {"rejected", "Whatever, read about " + topic + " yourself."}})
-                  .dump()
-        << "\n";
-    }
-  }
+  write_polite_pairs(d.file("pairs.jsonl"), 120, 11);
   std::string out;
   ASSERT_EQ(run("tokenizer train --input " + d.file("pairs.jsonl") + " --out " + d.file("tok.model") + " --vocab-size 300", &out), 0)
       << out;
   const std::string flags = " --device cuda --cuda-math fp32 --train " + d.file("pairs.jsonl") + " --tokenizer " +
                             d.file("tok.model") + " --preset tiny --steps 10 --batch-pairs 8 --log-every 1 --out ";
   ASSERT_EQ(run("train" + flags + d.file("one"), &out), 0) << out;
-  {
-    const std::string cmd = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 1 " + cairn_binary() +
-                            " train" + flags + d.file("dp") + " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    std::array<char, 4096> buf;
-    size_t n;
-    out.clear();
-    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-    const int st = pclose(p);
-    ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << out;
-  }
+  ASSERT_EQ(run_shell("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 1 " + cairn_binary() + " train" +
+                          flags + d.file("dp"),
+                      &out),
+            0)
+      << out;
   EXPECT_NE(out.find("data parallel: 1 ranks"), std::string::npos) << out;
   ModelConfig c1, c2;
   std::vector<float> w1, w2;
