@@ -263,6 +263,30 @@ TEST(Checkpoint, StaleTempFilesOfDeadWritersAreRemovedAndNothingElse) {
   for (const auto& f : kept) EXPECT_TRUE(std::filesystem::exists(d.file(f))) << f;
 }
 
+// Scratch directories <prefix><pid> (a killed tokenizer training's) go when their process is gone;
+// a live process's, other names, plain files and symlinks stay.
+TEST(Checkpoint, StaleScratchDirectoriesOfDeadProcessesAreRemovedAndNothingElse) {
+  TempDir d;
+  namespace fs = std::filesystem;
+  const std::string me = std::to_string(getpid());
+  fs::create_directories(d.file("cairn-spm-999999999/sub"));
+  d.write("cairn-spm-999999999/sub/corpus.txt", "text");
+  fs::create_directories(d.file("cairn-spm-" + me));
+  fs::create_directories(d.file("cairn-spm-999999998x"));
+  fs::create_directories(d.file("other-999999999"));
+  fs::create_directories(d.file("target"));
+  d.write("target/keep.txt", "x");
+  fs::create_directory_symlink(d.file("target"), d.file("cairn-spm-999999997"));
+  d.write("cairn-spm-999999996", "a file, not a directory");
+  const std::vector<std::string> removed = remove_stale_temp_dirs(d.file(""), "cairn-spm-");
+  EXPECT_EQ(removed, std::vector<std::string>{"cairn-spm-999999999"});
+  EXPECT_FALSE(fs::exists(d.file("cairn-spm-999999999")));
+  for (const char* kept : {"cairn-spm-999999998x", "other-999999999", "target/keep.txt", "cairn-spm-999999996"})
+    EXPECT_TRUE(fs::exists(d.file(kept))) << kept;
+  EXPECT_TRUE(fs::exists(d.file("cairn-spm-" + me)));
+  EXPECT_TRUE(fs::is_symlink(d.file("cairn-spm-999999997")));
+}
+
 static ModelConfig tiny_checkpoint_config() {
   ModelConfig cfg;
   cfg.vocab_size = 50, cfg.max_seq_len = 16, cfg.d_model = 16, cfg.n_layers = 1, cfg.n_heads = 2, cfg.d_ff = 32;

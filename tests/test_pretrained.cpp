@@ -7,6 +7,7 @@
 // the reward head sees. Also: hostile model directories are refused with a DataError naming the problem.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -198,6 +199,19 @@ TEST(HfImport, BadDirectoriesAreRefusedByName) {
       if (name.find("layers.1.mlp.up_proj") == std::string::npos) refs.push_back({name, x.shape, x.data.data()});
     write_file_atomic(p + "/model.safetensors", safetensors_serialize(refs));
   });
+  auto poison = [](float v) {
+    return [v](const std::string& p) {
+      auto t = safetensors_parse(read_file(p + "/model.safetensors"), p);
+      std::vector<TensorRef> refs;
+      for (auto& [name, x] : t) {
+        if (name.find("layers.0.self_attn.k_proj") != std::string::npos) x.data[x.data.size() / 2] = v;
+        refs.push_back({name, x.shape, x.data.data()});
+      }
+      write_file_atomic(p + "/model.safetensors", safetensors_serialize(refs));
+    };
+  };
+  expect_refused("NaN weight", "k_proj.weight\" holds NaN", poison(std::nanf("")));
+  expect_refused("infinite weight", "k_proj.weight\" holds an infinity", poison(-INFINITY));
   EXPECT_THROW(load_pretrained(d.file("nope"), one_head(), 0, 1), DataError);
   EXPECT_THROW(load_pretrained(d.write("x.gguf", "GGUF but not really"), one_head(), 0, 1), DataError);
 }

@@ -31,6 +31,9 @@ struct LoadedTensor {
   std::vector<int64_t> shape;
   std::vector<float> data;
 };
+// A NaN or infinity in `data` is a DataError naming `path`, the tensor and the first bad index: such
+// weights only produce non-finite rewards and losses. Checked on every checkpoint and import load.
+void require_finite(const std::vector<float>& data, const std::string& tensor, const std::string& path);
 
 // Serializes F32 tensors (in the given order) with optional string metadata.
 std::string safetensors_serialize(const std::vector<TensorRef>& tensors,

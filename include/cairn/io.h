@@ -17,6 +17,9 @@ std::string read_file(const std::string& path);  // DataError when unreadable
 // (<target>.tmp.<pid>.<n>, the writer's pattern, nothing else), unless process <pid> is still alive
 // (this one included). Returns the names removed.
 std::vector<std::string> remove_stale_temp_files(const std::string& dir, const std::vector<std::string>& targets);
+// Removes the scratch directories <parent>/<prefix><pid> of this user whose process <pid> no longer
+// exists (a killed tokenizer training leaves its corpus copy in /tmp/cairn-spm-<pid>). Returns their names.
+std::vector<std::string> remove_stale_temp_dirs(const std::string& parent, const std::string& prefix);
 
 // Streaming variant for large outputs (cairn score, cairn pairs): nothing appears at `path` until
 // commit(); destroying an uncommitted writer removes its temp file and leaves `path` untouched.

@@ -16,6 +16,7 @@
 #include "cli/run_model.h"
 #include "train/diagnostics.h"
 #include "train/eval_pairs.h"
+#include "train/progress.h"
 #include "util/timing.h"
 
 namespace cairn::cli {
@@ -57,7 +58,16 @@ Calibration compares sigma(r_chosen - r_rejected) with the labels: ECE over 10 b
   const bool share = use_prefix_sharing(a, pairs);
   // Data parallel: each rank scores its slice; rank 0 reports on all of them.
   const dist::Comm& world = dist::world();
-  const PairScores s = score_pairs_split(world, obj, cfg, pairs, a["batch-pairs"].as<int>(), share);
+  // The progress line counts this rank's pairs (under mpirun only rank 0 prints: its share).
+  const auto [lo, hi] = dist::slice(pairs.size(), world.rank(), world.size());
+  Progress progress(world.distributed() ? "pairs scored (rank 0's share)" : "pairs scored", static_cast<long>(hi - lo), 20);
+  const PairScores s =
+      score_pairs_split(world, obj, cfg, pairs, a["batch-pairs"].as<int>(), share, [&](size_t done, size_t total) {
+        char f[64];
+        std::snprintf(f, sizeof f, "%.0f pairs/s", done / std::max(1e-9, now_seconds() - t0));
+        progress.update(static_cast<long>(done), f, done == total);
+      });
+  progress.finish();
   const double dt = now_seconds() - t0;
   if (!world.root()) return 0;
 

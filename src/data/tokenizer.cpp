@@ -159,6 +159,8 @@ int train_tokenizer(const std::vector<std::string>& files, const std::string& mo
                     const std::string& type, long max_sentences, bool cap_vocab) {
   if (type != "bpe" && type != "unigram") throw UsageError("tokenizer type must be bpe or unigram");
   if (vocab_size < 260) throw UsageError("--vocab-size must be ≥ 260 (256 byte pieces + specials)");
+  // Scratch space for the sampled corpus and SentencePiece's output; a killed run's is removed here.
+  remove_stale_temp_dirs(fs::temp_directory_path().string(), "cairn-spm-");
   const fs::path tmpdir = fs::temp_directory_path() / ("cairn-spm-" + std::to_string(getpid()));
   fs::create_directories(tmpdir);
   struct Cleanup {

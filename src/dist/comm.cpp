@@ -34,6 +34,12 @@ bool gathered_locally(const Comm& c, const T* mine, size_t n, T* all, const std:
 std::vector<MPI_Request> g_pending;
 constexpr size_t kChunk = static_cast<size_t>(INT_MAX / 2);  // elements per MPI call
 
+// Calls f(offset, count) over [0, n) in pieces an MPI count (an int) can hold.
+template <class F>
+void in_chunks(size_t n, F&& f) {
+  for (size_t o = 0; o < n; o += kChunk) f(o, static_cast<int>(std::min(kChunk, n - o)));
+}
+
 bool launched_by_mpi() {
   for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK", "MV2_COMM_WORLD_SIZE"})
     if (std::getenv(v)) return true;
@@ -74,20 +80,17 @@ void Comm::barrier() const {
 
 void Comm::bcast(void* data, size_t bytes, int root) const {
   if (!distributed()) return;
-  for (size_t o = 0; o < bytes; o += kChunk)
-    MPI_Bcast(static_cast<char*>(data) + o, static_cast<int>(std::min(kChunk, bytes - o)), MPI_BYTE, root, MPI_COMM_WORLD);
+  in_chunks(bytes, [&](size_t o, int k) { MPI_Bcast(static_cast<char*>(data) + o, k, MPI_BYTE, root, MPI_COMM_WORLD); });
 }
 
 void Comm::allreduce_sum(double* x, size_t n) const {
   if (!distributed()) return;
-  for (size_t o = 0; o < n; o += kChunk)
-    MPI_Allreduce(MPI_IN_PLACE, x + o, static_cast<int>(std::min(kChunk, n - o)), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  in_chunks(n, [&](size_t o, int k) { MPI_Allreduce(MPI_IN_PLACE, x + o, k, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD); });
 }
 
 void Comm::allreduce_sum(float* x, size_t n) const {
   if (!distributed()) return;
-  for (size_t o = 0; o < n; o += kChunk)
-    MPI_Allreduce(MPI_IN_PLACE, x + o, static_cast<int>(std::min(kChunk, n - o)), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+  in_chunks(n, [&](size_t o, int k) { MPI_Allreduce(MPI_IN_PLACE, x + o, k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); });
 }
 
 bool Comm::any(bool flag) const {
@@ -121,11 +124,10 @@ void Comm::allgatherv(const double* mine, size_t n, double* all, const std::vect
 
 void Comm::start_allreduce_sum(float* x, size_t n) {
   if (!distributed()) return;
-  for (size_t o = 0; o < n; o += kChunk) {
+  in_chunks(n, [&](size_t o, int k) {
     g_pending.emplace_back();
-    MPI_Iallreduce(MPI_IN_PLACE, x + o, static_cast<int>(std::min(kChunk, n - o)), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
-                   &g_pending.back());
-  }
+    MPI_Iallreduce(MPI_IN_PLACE, x + o, k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &g_pending.back());
+  });
 }
 
 void Comm::progress() {

@@ -30,17 +30,25 @@ std::string temp_name(const std::string& path) {
   return path + ".tmp." + std::to_string(getpid()) + "." + std::to_string(counter++);
 }
 
+// 1 to 9 decimal digits (a pid or a counter).
+bool decimal(const std::string& s) {
+  return !s.empty() && s.size() <= 9 && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
+}
+
 // The writer's pid when `file` is a temp name of `target` (<target>.tmp.<pid>.<counter>), else −1.
 long temp_file_pid(const std::string& file, const std::string& target) {
   const std::string prefix = target + ".tmp.";
   if (file.compare(0, prefix.size(), prefix) != 0) return -1;
   const std::string rest = file.substr(prefix.size());
   const size_t dot = rest.find('.');
-  auto decimal = [](const std::string& s) {
-    return !s.empty() && s.size() <= 9 && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
-  };
   if (dot == std::string::npos || !decimal(rest.substr(0, dot)) || !decimal(rest.substr(dot + 1))) return -1;
   return std::stol(rest.substr(0, dot));
+}
+
+// True when process `pid` no longer exists: its temp files are stale. A live process (this one, or
+// any other, even one we may not signal) keeps them.
+bool writer_gone(long pid) {
+  return pid > 0 && pid != getpid() && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
 }
 
 void fsync_dir(const std::string& path) {
@@ -102,15 +110,31 @@ std::vector<std::string> remove_stale_temp_files(const std::string& dir, const s
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string file = e.path().filename().string();
     for (const std::string& t : targets) {
-      const long pid = temp_file_pid(file, t);
-      // a live writer (this process, or any other that still exists) keeps its temp file
-      if (pid <= 0 || pid == getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
-      if (e.is_regular_file(ec)) stale.push_back(e.path());
+      if (writer_gone(temp_file_pid(file, t)) && e.is_regular_file(ec)) stale.push_back(e.path());
     }
   }
   std::vector<std::string> removed;
   for (const fs::path& p : stale)
     if (fs::remove(p, ec)) removed.push_back(p.filename().string());
+  return removed;
+}
+
+std::vector<std::string> remove_stale_temp_dirs(const std::string& parent, const std::string& prefix) {
+  std::vector<fs::path> stale;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(parent, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (!decimal(digits)) continue;
+    struct stat st;
+    // only our own directories (a shared /tmp holds other users' too), never through a symlink
+    if (::lstat(e.path().c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid()) continue;
+    if (writer_gone(std::stol(digits))) stale.push_back(e.path());
+  }
+  std::vector<std::string> removed;
+  for (const fs::path& p : stale)
+    if (fs::remove_all(p, ec) > 0 && !ec) removed.push_back(p.filename().string());
   return removed;
 }
 

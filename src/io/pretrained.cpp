@@ -67,11 +67,12 @@ class Filler {
  public:
   Filler(const ParamTable& t, std::vector<float>& params, const Source& src) : t_(t), p_(params), src_(src) {}
 
-  // The source tensor `name` with exactly `shape`.
+  // The source tensor `name` with exactly `shape` and finite values (after dequantization).
   LoadedTensor fetch(const std::string& name, const std::vector<int64_t>& shape) const {
     LoadedTensor x = src_.get(name);
     if (x.shape != shape)
       throw DataError(src_.path, 0, "tensor \"" + name + "\" has shape " + shape_str(x.shape) + ", expected " + shape_str(shape));
+    require_finite(x.data, name, src_.path);
     return x;
   }
   // Copies `rows` of data into cairn tensor `dst` starting at row `row0`.

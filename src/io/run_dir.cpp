@@ -53,23 +53,26 @@ void check_shapes(const std::map<std::string, LoadedTensor>& loaded, const Param
   }
 }
 
-// Copies every tensor of the table (under prefix) out of `loaded` into dst (shapes checked first).
-// A NaN or infinity in any of them is a DataError naming the tensor: such weights only produce
-// non-finite rewards (and losses).
+// Copies every tensor of the table (under prefix) out of `loaded` into dst (shapes checked first,
+// values finite).
 void fill_from(const std::map<std::string, LoadedTensor>& loaded, const ParamTable& t, const std::string& prefix,
                float* dst, const std::string& path) {
   check_shapes(loaded, t, prefix, path);
   for (const auto& p : t.tensors()) {
     const auto& d = loaded.at(prefix + p.name).data;
-    const auto bad = std::find_if(d.begin(), d.end(), [](float x) { return !std::isfinite(x); });
-    if (bad != d.end())
-      throw DataError(path, 0, "tensor \"" + prefix + p.name + "\" holds " + (std::isnan(*bad) ? "NaN" : "an infinity") +
-                                   " at index " + std::to_string(bad - d.begin()));
+    require_finite(d, prefix + p.name, path);
     std::copy(d.begin(), d.end(), dst + p.offset);
   }
 }
 
 }  // namespace
+
+void require_finite(const std::vector<float>& d, const std::string& tensor, const std::string& path) {
+  const auto bad = std::find_if(d.begin(), d.end(), [](float x) { return !std::isfinite(x); });
+  if (bad != d.end())
+    throw DataError(path, 0, "tensor \"" + tensor + "\" holds " + (std::isnan(*bad) ? "NaN" : "an infinity") +
+                                 " at index " + std::to_string(bad - d.begin()));
+}
 
 nlohmann::json config_to_json(const ModelConfig& c) {
   nlohmann::json j = {{"model_type", "cairn-reward"}, {"cairn_version", CAIRN_VERSION}, {"arch", c.arch},

@@ -10,7 +10,7 @@
 namespace cairn {
 
 PairScores score_pairs(BTObjective& obj, const ModelConfig& cfg, const std::vector<TokenizedPair>& pairs,
-                       int batch_pairs, bool share) {
+                       int batch_pairs, bool share, const ScoreProgress& progress) {
   PairScores out;
   out.chosen.resize(pairs.size());
   out.rejected.resize(pairs.size());
@@ -39,18 +39,20 @@ PairScores score_pairs(BTObjective& obj, const ModelConfig& cfg, const std::vect
       ++out.n_decided;
       out.n_correct += t.label > 0.5f ? out.chosen[k] > out.rejected[k] : out.chosen[k] < out.rejected[k];
     }
+    if (progress) progress(e, pairs.size());
   }
   out.bt_loss = wsum > 0 ? loss / wsum : 0.0;
   return out;
 }
 
 PairScores score_pairs_split(const dist::Comm& comm, BTObjective& obj, const ModelConfig& cfg,
-                             const std::vector<TokenizedPair>& pairs, int batch_pairs, bool share) {
-  if (!comm.distributed()) return score_pairs(obj, cfg, pairs, batch_pairs, share);
+                             const std::vector<TokenizedPair>& pairs, int batch_pairs, bool share,
+                             const ScoreProgress& progress) {
+  if (!comm.distributed()) return score_pairs(obj, cfg, pairs, batch_pairs, share, progress);
   const auto [lo, hi] = dist::slice(pairs.size(), comm.rank(), comm.size());
   const std::vector<TokenizedPair> slice(pairs.begin() + lo, pairs.begin() + hi);
   PairScores mine;
-  if (!slice.empty()) mine = score_pairs(obj, cfg, slice, batch_pairs, share);
+  if (!slice.empty()) mine = score_pairs(obj, cfg, slice, batch_pairs, share, progress);
   PairScores all;
   all.chosen.resize(pairs.size()), all.rejected.resize(pairs.size());
   const std::vector<size_t> counts = comm.slice_counts(pairs.size());
