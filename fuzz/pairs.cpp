@@ -1,6 +1,7 @@
 // The pair parser and renderers (src/data/pairs.cpp, src/data/chat_template.cpp) on each line of the
 // input, as `cairn train` / `score` / `eval` read a JSONL file: parse_json_line, parse_pair and
-// render_score_record under each chat template, plus parse_transcript and ChatTemplate::detect.
+// render_score_record under each chat template, plus parse_transcript, ChatTemplate::read_text (a
+// rendering reads back to itself) and ChatTemplate::detect.
 #include <cmath>
 #include <stdexcept>
 
@@ -22,6 +23,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     try {
       ChatTemplate::detect(line);
     } catch (const std::invalid_argument&) {  // documented: not a template cairn knows
+    }
+    // A rendered conversation reads back to itself: render(read_text(x)) is a fixed point, unless a
+    // message holds the template's own markers as text (then the rendering is ambiguous).
+    for (const ChatTemplate& t : {kTemplates[1], kTemplates[2]}) {
+      const char* open = t.name() == "chatml" ? "<|im_start|>" : "<|start_header_id|>";
+      const char* close = t.name() == "chatml" ? "<|im_end|>" : "<|eot_id|>";
+      const std::vector<Message> msgs = t.read_text(line);
+      bool ambiguous = false;
+      for (const Message& m : msgs)
+        ambiguous |= m.content.find(open) != std::string::npos || m.content.find(close) != std::string::npos;
+      const std::string once = t.render(msgs);
+      fuzz::check(ambiguous || t.render(t.read_text(once)) == once, t.name() + ": render(read_text(x)) is not a fixed point");
     }
     nlohmann::json j;
     if (!fuzz::expect_data_error([&] { j = parse_json_line(line, "input.jsonl", line_no); })) continue;

@@ -4,10 +4,12 @@
 
 #include <map>
 
+#include "cairn/chat_template.h"
 #include "cairn/data.h"
 #include "cairn/errors.h"
 #include "cairn/io.h"
 #include "test_tmpdir.h"
+#include "util/rng.h"
 
 namespace cairn {
 using test::TempDir;
@@ -56,6 +58,70 @@ TEST(Data, ConversationalRendering) {
   Pair no_prompt = parse(R"({"chosen": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}],
                              "rejected": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "B"}]})");
   EXPECT_EQ(no_prompt.chosen, "\n\nHuman: Q\n\nAssistant: A");
+}
+
+// A conversation already rendered in the model's template (what an RL loop sends: the policy's
+// rendering decoded with its special tokens, padded, cut short) reads back to its messages, so
+// scoring it gives the text cairn renders for the same conversation — never a second template
+// around the first. Random conversations, both templates; the decorations OpenRLHF's queries carry.
+TEST(Data, RenderedConversationsReadBackToTheirMessages) {
+  const std::vector<std::string> pieces = {"Hi", "What is 2+2?", "4.", "", " ", "line\nbreak", "\n\nlead",
+                                           "trail\n", "héllo 世界 🙂", "a < b > c", "|pipe|", "im_end", "x"};
+  const std::vector<std::string> roles = {"user", "assistant", "system"};
+  Rng rng(7);
+  for (const auto& [name, sys] : std::vector<std::pair<std::string, std::string>>{{"chatml", "Be helpful."},
+                                                                                  {"chatml", ""}, {"llama3", ""}}) {
+    const ChatTemplate t = ChatTemplate::by_name(name, sys);
+    const std::string pad = name == "chatml" ? "<|im_end|>" : "<|end_of_text|>";
+    const std::string bos = name == "chatml" ? "" : "<|begin_of_text|>";
+    for (int trial = 0; trial < 200; ++trial) {
+      std::vector<Message> conv;
+      const int n = 1 + static_cast<int>(rng.below(5));
+      for (int i = 0; i < n; ++i) {
+        std::string content;
+        for (int k = static_cast<int>(rng.below(3)); k >= 0; --k) content += pieces[rng.below(pieces.size())];
+        conv.push_back({roles[rng.below(roles.size())], content});
+      }
+      conv.back().role = "assistant";
+      const std::string canon = t.render(conv);
+      ASSERT_TRUE(t.rendered(canon));
+      EXPECT_EQ(t.render(t.read_text(canon)), canon) << name << " " << trial;
+      std::vector<Message> want = conv;  // the messages, with the default system message rendering added
+      if (!sys.empty() && conv.front().role != "system") want.insert(want.begin(), {"system", sys});
+      const std::vector<Message> got = t.read_text(canon);
+      ASSERT_EQ(got.size(), want.size()) << name << " " << trial;
+      for (size_t i = 0; i < got.size(); ++i) {
+        EXPECT_EQ(got[i].role, want[i].role);
+        EXPECT_EQ(got[i].content, want[i].content);
+      }
+      // left padding, BOS, the final message's end marker then padding, or no end marker at all
+      std::string body = canon;
+      if (name == "chatml") body.pop_back();  // "<|im_end|>\n" → "<|im_end|>", as generation ends
+      EXPECT_EQ(t.render(t.read_text(pad + pad + bos + body + pad + pad)), canon) << name << " " << trial;
+      const std::string close = name == "chatml" ? "<|im_end|>" : "<|eot_id|>";
+      const std::string cut = body.substr(0, body.size() - close.size());
+      EXPECT_EQ(t.render(t.read_text(bos + cut)), canon) << name << " " << trial;
+    }
+  }
+  // A plain transcript is not a rendering: it is split at its Human/Assistant markers.
+  const ChatTemplate chatml = ChatTemplate::by_name("chatml");
+  EXPECT_FALSE(chatml.rendered("\n\nHuman: hi\n\nAssistant: hello"));
+  EXPECT_FALSE(ChatTemplate().rendered("<|im_start|>user\nhi<|im_end|>\n"));  // plain never re-reads
+  // A header with no content: the generation prompt alone.
+  const std::vector<Message> gen = chatml.read_text("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant");
+  ASSERT_EQ(gen.size(), 2u);
+  EXPECT_EQ(gen[1].role, "assistant");
+  EXPECT_EQ(gen[1].content, "");
+  // Scoring records and implicit-transcript pairs: a rendered text scores as the same conversation
+  // given as prompt + response does, and its response length is the last message's.
+  const std::string q = "<|im_end|><|im_start|>user\nWhy?<|im_end|>\n<|im_start|>assistant\nBecause.<|im_end|><|im_end|>";
+  EXPECT_EQ(render_score_record(nlohmann::json{{"text", q}}, "f", 1, chatml).text,
+            render_score_record(nlohmann::json{{"prompt", "Why?"}, {"response", "Because."}}, "f", 1, chatml).text);
+  const Pair p = parse_pair(nlohmann::json{{"chosen", q}, {"rejected", "<|im_start|>user\nWhy?<|im_end|>\n<|im_start|>assistant\n"}},
+                            "f", 1, chatml);
+  EXPECT_EQ(p.chosen, chatml.render({{"user", "Why?"}, {"assistant", "Because."}}));
+  EXPECT_EQ(p.chosen_chars, 8);
+  EXPECT_TRUE(p.empty_response);
 }
 
 TEST(Data, BadRecordsNameFileLineAndField) {

@@ -32,6 +32,17 @@ class ChatTemplate {
   bool plain() const { return name_ == "plain"; }
   std::string render(const std::vector<Message>& messages) const;
 
+  // Whether `text` is a conversation already rendered in this template: it holds the template's
+  // message opener ("<|im_start|>" for chatml, "<|start_header_id|>" for llama3; never for plain).
+  // What an RL loop sends (OpenRLHF's /get_reward queries: the policy's rendering, decoded with its
+  // special tokens) is such a text.
+  bool rendered(const std::string& text) const;
+  // The messages of a text: a rendered one (see rendered()) is read back message by message — text
+  // outside the messages (padding, BOS/EOS tokens, the newline between ChatML messages) is dropped,
+  // and a last message without its end marker runs to the end of the text; any other text is read as
+  // a transcript (parse_transcript). render(read_text(t)) is the canonical rendering of t's conversation.
+  std::vector<Message> read_text(const std::string& text) const;
+
  private:
   std::string name_ = "plain", default_system_;
 };

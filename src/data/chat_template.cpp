@@ -1,6 +1,7 @@
 // Chat templates, see include/cairn/chat_template.h.
 #include "cairn/chat_template.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace cairn {
@@ -46,6 +47,50 @@ std::string ChatTemplate::render(const std::vector<Message>& msgs) const {
     return out;
   }
   for (const Message& m : msgs) out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + m.content + "<|eot_id|>";
+  return out;
+}
+
+namespace {
+
+// The markup of one message of a non-plain template: open + role + role_end + [skip] + content + close.
+struct Markup {
+  const char *open, *role_end, *skip, *close;
+};
+Markup markup_of(const std::string& name) {
+  if (name == "chatml") return {"<|im_start|>", "\n", "", "<|im_end|>"};
+  return {"<|start_header_id|>", "<|end_header_id|>", "\n\n", "<|eot_id|>"};
+}
+
+}  // namespace
+
+bool ChatTemplate::rendered(const std::string& text) const {
+  return !plain() && text.find(markup_of(name_).open) != std::string::npos;
+}
+
+std::vector<Message> ChatTemplate::read_text(const std::string& t) const {
+  if (!rendered(t)) return parse_transcript(t);
+  const Markup mk = markup_of(name_);
+  const size_t open_len = std::char_traits<char>::length(mk.open);
+  const size_t role_end_len = std::char_traits<char>::length(mk.role_end);
+  const size_t skip_len = std::char_traits<char>::length(mk.skip);
+  std::vector<Message> out;
+  for (size_t at = t.find(mk.open); at != std::string::npos;) {
+    const size_t begin = at + open_len;
+    const size_t next = t.find(mk.open, begin);
+    const size_t stop = next == std::string::npos ? t.size() : next;  // this message's text ends here at the latest
+    Message m;
+    const size_t role_end = t.find(mk.role_end, begin);
+    if (role_end == std::string::npos || role_end > stop) {
+      m.role = t.substr(begin, stop - begin);  // a header without content
+    } else {
+      m.role = t.substr(begin, role_end - begin);
+      size_t c = role_end + role_end_len;
+      if (c + skip_len <= stop && t.compare(c, skip_len, mk.skip) == 0) c += skip_len;
+      m.content = t.substr(c, std::min(stop, t.find(mk.close, c)) - c);
+    }
+    out.push_back(std::move(m));
+    at = next;
+  }
   return out;
 }
 

@@ -76,7 +76,8 @@ Side render_side(const nlohmann::json& j, const char* field, const std::string& 
       s.text = r;
       const size_t at = r.rfind("\n\nAssistant:");
       response_part = at == std::string::npos ? r : r.substr(at + 12);
-      if (!tmpl.plain()) conv = parse_transcript(r);
+      if (!tmpl.plain()) conv = tmpl.read_text(r);
+      if (tmpl.rendered(r)) response_part = conv.empty() ? "" : conv.back().content;
     } else if (pit->is_string()) {
       const std::string& prompt = pit->get_ref<const std::string&>();
       s.text = render_prompt_response(prompt, r);
@@ -206,7 +207,7 @@ ScoreText render_score_record(const nlohmann::json& j, const std::string& file, 
     if (!t->is_string()) fail(file, line, "field \"text\" must be a string");
     s.text = t->get<std::string>();
     s.response_chars = utf8_length(s.text);
-    if (!tmpl.plain()) s.text = tmpl.render(parse_transcript(s.text));
+    if (!tmpl.plain()) s.text = tmpl.render(tmpl.read_text(s.text));
     return s;
   }
   if (j.find("response") == j.end()) fail(file, line, "missing field \"response\" (or \"text\")");
