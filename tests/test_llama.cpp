@@ -6,14 +6,18 @@
 // Tolerances as tests/test_ops.cpp: fp32 analytic vs double numeric, |err| ≤ 2e-5 + 2e-3·|ref|.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "cairn/backend.h"
+#include "cairn/checkpoint.h"
+#include "cairn/io.h"
 #include "cairn/model.h"
 #include "cairn/optim.h"
 #include "cpu/ops.h"
 #include "reference/model_ref.h"
 #include "model_helpers.h"
+#include "test_tmpdir.h"
 #include "test_util.h"
 
 namespace cairn {
@@ -222,6 +226,72 @@ TEST(Llama, FrozenLowerBlocksGetNoGradientAndNoUpdate) {
     if (t.layer >= 3) continue;
     for (size_t i = 0; i < t.numel; ++i) ASSERT_EQ(g2[t.offset + i], 0.0f) << t.name;
   }
+}
+
+// The optimizer keeps moments for the trainable parameters only (8 bytes per frozen parameter
+// saved), and its steps are those of an optimizer over the whole buffer: the trainable parameters'
+// updates and moments are bit-identical; a checkpoint writes the frozen tensors' moments as 0 and
+// restores the trainable ones exactly.
+TEST(Llama, FrozenParametersHaveNoOptimizerMoments) {
+  auto be = make_backend("cpu", 2);
+  ModelConfig cfg = llama_test_config(2);
+  cfg.n_layers = 3;
+  Model full(cfg, *be), part(cfg, *be);
+  const auto p = random_params(full.table(), 81);
+  full.set_params(p.data()), part.set_params(p.data());
+  part.set_frozen_layers(2);
+  size_t trainable = 0;
+  for (const auto& t : part.table().tensors()) trainable += part.trainable(t) ? t.numel : 0;
+  OptimConfig oc;
+  oc.warmup = 1, oc.total_steps = 6, oc.weight_decay = 0.1f;
+  AdamW opt_full(full, oc), opt_part(part, oc);
+  EXPECT_EQ(opt_full.moments_size(), full.num_params());
+  EXPECT_EQ(opt_part.moments_size(), trainable);
+  EXPECT_EQ(opt_part.moments_begin(), part.num_params() - trainable);
+  for (int step = 0; step < 3; ++step) {
+    std::vector<float> g = rand_vec(full.num_params(), 82 + step);
+    for (const auto& t : part.table().tensors())  // what backward leaves in a frozen model
+      if (!part.trainable(t)) std::fill(g.begin() + t.offset, g.begin() + t.offset + t.numel, 0.0f);
+    be->to_device(full.grads(), g.data(), g.size() * sizeof(float));
+    be->to_device(part.grads(), g.data(), g.size() * sizeof(float));
+    EXPECT_EQ(opt_full.step(), opt_part.step());
+  }
+  std::vector<float> wf(full.num_params()), wp(part.num_params());
+  full.get_params(wf.data()), part.get_params(wp.data());
+  const size_t k = opt_part.moments_begin();
+  for (const auto& t : part.table().tensors()) {
+    for (size_t i = 0; i < t.numel; ++i) {
+      const size_t j = t.offset + i;
+      if (!part.trainable(t)) {
+        ASSERT_EQ(wp[j], p[j]) << t.name;
+        continue;
+      }
+      ASSERT_EQ(wp[j], wf[j]) << t.name;
+      ASSERT_EQ(opt_part.m()[j - k], opt_full.m()[j]) << t.name;
+      ASSERT_EQ(opt_part.v()[j - k], opt_full.v()[j]) << t.name;
+    }
+  }
+  test::TempDir d;
+  save_checkpoint(d.file(""), part, opt_part, {{"step", 3}});
+  const auto saved = safetensors_parse(read_file(d.file("optimizer.safetensors")), "optimizer.safetensors");
+  for (const auto& t : part.table().tensors()) {
+    const auto& m = saved.at("exp_avg." + t.name).data;
+    if (part.trainable(t)) {
+      EXPECT_TRUE(std::equal(m.begin(), m.end(), opt_part.m() + (t.offset - k))) << t.name;
+    } else {
+      EXPECT_TRUE(std::all_of(m.begin(), m.end(), [](float x) { return x == 0.0f; })) << t.name;
+    }
+  }
+  Model again(cfg, *be);
+  again.set_frozen_layers(2);
+  AdamW opt_again(again, oc);
+  load_checkpoint(d.file(""), again, opt_again);
+  EXPECT_TRUE(std::equal(opt_part.m(), opt_part.m() + trainable, opt_again.m()));
+  EXPECT_TRUE(std::equal(opt_part.v(), opt_part.v() + trainable, opt_again.v()));
+  EXPECT_EQ(opt_again.steps_done(), 3);
+  // freezing more after the optimizer was made is a programming error, not a silent mis-step
+  part.set_frozen_layers(3);
+  EXPECT_THROW(opt_part.step(), std::logic_error);
 }
 
 }  // namespace cairn

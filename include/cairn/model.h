@@ -84,6 +84,9 @@ class Model {
   void set_frozen_layers(int n);
   int frozen_layers() const { return frozen_; }
   bool trainable(const ParamInfo& p) const { return frozen_ == 0 || p.layer >= frozen_; }
+  // The trainable parameters are the flat range [trainable_begin(), num_params()): the table orders
+  // tensors by layer (embeddings, blocks, final norm + head), so freezing cuts off a prefix.
+  size_t trainable_begin() const;
 
   // While *flag is set, forward and backward throw Interrupted at the next block boundary (nullptr:
   // never). Parameters are untouched by a pass that throws; its gradients are garbage.

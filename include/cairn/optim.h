@@ -32,14 +32,19 @@ class AdamW {
   void set_steps_done(int s) { step_ = s; }
   float last_lr() const { return last_lr_; }
   const OptimConfig& config() const { return cfg_; }
-  // Moments as flat device buffers laid out like the parameters (for checkpointing).
+  // Moments as flat device buffers laid out like the parameters, for the trainable ones only: they
+  // hold parameters [moments_begin(), num_params) (the model's trainable_begin() when the optimizer
+  // was made; frozen parameters have no moments, which saves 8 bytes per frozen parameter).
   float* m() { return m_.data(); }
   float* v() { return v_.data(); }
+  size_t moments_begin() const { return begin_; }
+  size_t moments_size() const { return m_.size(); }
 
  private:
   Model& model_;
   OptimConfig cfg_;
-  DeviceArray<float> m_, v_;  // (num_params) each
+  size_t begin_;              // first parameter with moments
+  DeviceArray<float> m_, v_;  // (num_params - begin_) each
   int step_ = 0;
   float last_lr_ = 0;
 };

@@ -159,7 +159,7 @@ void export_hf(const ModelConfig& c, const std::vector<float>& P, const Tokenize
               {"eos_token_id", c.eos_id}, {"torch_dtype", "float32"}, {"transformers_version", "4.44.2"},
               {"cairn_version", CAIRN_VERSION}, {"cairn_head_weights", c.head_weights},
               {"cairn_chat_template", c.chat_template}});
-  write_file_atomic((fs::path(out) / "model.safetensors").string(), safetensors_serialize(w.refs, {{"format", "pt"}}));
+  safetensors_write((fs::path(out) / "model.safetensors").string(), w.refs, {{"format", "pt"}});
   write_file_atomic((fs::path(out) / "config.json").string(), cfg.dump(2) + "\n");
 
   // Tokenizer files, and the chat template as Jinja (transformers' apply_chat_template).

@@ -30,9 +30,10 @@ nlohmann::json parse_json_file(const std::string& path) {
   }
 }
 
-std::vector<TensorRef> table_refs(const ParamTable& t, const float* base, const std::string& prefix = "") {
+// The table's tensors in `base`, which holds parameters [begin, total) (those below: zeros).
+std::vector<TensorRef> table_refs(const ParamTable& t, const float* base, const std::string& prefix = "", size_t begin = 0) {
   std::vector<TensorRef> refs;
-  for (const auto& p : t.tensors()) refs.push_back({prefix + p.name, p.shape, base + p.offset});
+  for (const auto& p : t.tensors()) refs.push_back({prefix + p.name, p.shape, p.offset < begin ? nullptr : base + (p.offset - begin)});
   return refs;
 }
 
@@ -166,7 +167,7 @@ void save_config(const std::string& dir, const ModelConfig& cfg) {
 
 void save_model(const std::string& dir, const ModelConfig& cfg, const float* params) {
   ParamTable t(cfg);
-  write_file_atomic(join(dir, "model.safetensors"), safetensors_serialize(table_refs(t, params), {{"format", "pt"}}));
+  safetensors_write(join(dir, "model.safetensors"), table_refs(t, params), {{"format", "pt"}});
   save_config(dir, cfg);
 }
 
@@ -195,21 +196,28 @@ void check_trainer_state(const nlohmann::json& st, const std::string& path) {
 
 void save_checkpoint(const std::string& dir, Model& model, AdamW& opt, const nlohmann::json& state) {
   const ParamTable& t = model.table();
-  const size_t n = t.total();
-  std::vector<float> p(n), m(n), v(n);
-  model.get_params(p.data());
   Backend& be = model.backend();
-  be.to_host(m.data(), opt.m(), n * sizeof(float));
-  be.to_host(v.data(), opt.v(), n * sizeof(float));
-  std::vector<TensorRef> refs = table_refs(t, p.data(), "param.");
-  for (auto& r : table_refs(t, m.data(), "exp_avg.")) refs.push_back(r);
-  for (auto& r : table_refs(t, v.data(), "exp_avg_sq.")) refs.push_back(r);
+  const size_t k = opt.moments_begin(), nm = opt.moments_size();
+  // Written straight from the buffers on a host backend; a device's are copied to host first.
+  const float *p = model.params(), *m = opt.m(), *v = opt.v();
+  std::vector<float> hp, hm, hv;
+  if (!be.host_memory()) {
+    hp.resize(t.total()), hm.resize(nm), hv.resize(nm);
+    model.get_params(hp.data());
+    be.to_host(hm.data(), m, nm * sizeof(float));
+    be.to_host(hv.data(), v, nm * sizeof(float));
+    p = hp.data(), m = hm.data(), v = hv.data();
+  }
+  // frozen parameters have no moments: written as 0, as if never updated
+  std::vector<TensorRef> refs = table_refs(t, p, "param.");
+  for (auto& r : table_refs(t, m, "exp_avg.", k)) refs.push_back(r);
+  for (auto& r : table_refs(t, v, "exp_avg_sq.", k)) refs.push_back(r);
   nlohmann::json st = state;
   st["optimizer_step"] = opt.steps_done();
   // 1. the commit point: one file holding everything needed to resume
-  write_file_atomic(join(dir, "optimizer.safetensors"), safetensors_serialize(refs, {{"trainer_state", st.dump()}}));
+  safetensors_write(join(dir, "optimizer.safetensors"), refs, {{"trainer_state", st.dump()}});
   // 2. the files users and tools read
-  write_run_files(dir, model.config(), p.data(), st);
+  write_run_files(dir, model.config(), p, st);
 }
 
 nlohmann::json load_checkpoint(const std::string& dir, Model& model, AdamW& opt) {
@@ -231,8 +239,10 @@ nlohmann::json load_checkpoint(const std::string& dir, Model& model, AdamW& opt)
   check_trainer_state(st, p);
   model.set_params(params.data());
   Backend& be = model.backend();
-  be.to_device(opt.m(), m.data(), n * sizeof(float));
-  be.to_device(opt.v(), v.data(), n * sizeof(float));
+  // moments of parameters frozen in this run are dropped (they get no update while frozen)
+  const size_t k = opt.moments_begin();
+  be.to_device(opt.m(), m.data() + k, opt.moments_size() * sizeof(float));
+  be.to_device(opt.v(), v.data() + k, opt.moments_size() * sizeof(float));
   opt.set_steps_done(st.value("optimizer_step", st["step"].get<int>()));
   // A kill between the commit and the last derived write left those files one checkpoint behind:
   // rewrite them from the commit point, so they never lag the resumed state.

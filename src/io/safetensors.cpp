@@ -8,19 +8,29 @@
 
 #include "cairn/checkpoint.h"
 #include "cairn/errors.h"
+#include "cairn/io.h"
 #include "util/half.h"
 
 namespace cairn {
 
 static constexpr uint64_t kMaxHeader = 100ull << 20;
 
-std::string safetensors_serialize(const std::vector<TensorRef>& tensors, const std::map<std::string, std::string>& metadata) {
+namespace {
+
+uint64_t numel(const TensorRef& t) {
+  uint64_t n = 1;
+  for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
+  return n;
+}
+
+// The 8-byte header length and the JSON header (padded to 8 bytes) for F32 tensors in this order.
+std::string header_bytes(const std::vector<TensorRef>& tensors, const std::map<std::string, std::string>& metadata,
+                         uint64_t* data_bytes) {
   nlohmann::ordered_json h = nlohmann::ordered_json::object();
   if (!metadata.empty()) h["__metadata__"] = metadata;
   uint64_t off = 0;
   for (const auto& t : tensors) {
-    uint64_t n = 1;
-    for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
+    const uint64_t n = numel(t);
     h[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {off, off + 4 * n}}};
     off += 4 * n;
   }
@@ -29,14 +39,39 @@ std::string safetensors_serialize(const std::vector<TensorRef>& tensors, const s
   std::string out(8, '\0');
   const uint64_t len = header.size();
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((len >> (8 * i)) & 0xFF);
-  out += header;
-  out.reserve(out.size() + off);
+  *data_bytes = off;
+  return out + header;
+}
+
+// Header, then each tensor's bytes (x86/ARM: host order is little-endian); null data is zeros.
+template <class Sink>
+void emit(const std::vector<TensorRef>& tensors, const std::map<std::string, std::string>& metadata, Sink&& sink) {
+  uint64_t data_bytes = 0;
+  sink(header_bytes(tensors, metadata, &data_bytes));
+  static const std::string zeros(1 << 16, '\0');
   for (const auto& t : tensors) {
-    uint64_t n = 1;
-    for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
-    out.append(reinterpret_cast<const char*>(t.data), 4 * n);  // x86/ARM: host order is little-endian
+    const uint64_t bytes = 4 * numel(t);
+    if (t.data) {
+      sink(std::string_view(reinterpret_cast<const char*>(t.data), bytes));
+      continue;
+    }
+    for (uint64_t o = 0; o < bytes; o += zeros.size()) sink(std::string_view(zeros.data(), std::min<uint64_t>(zeros.size(), bytes - o)));
   }
+}
+
+}  // namespace
+
+std::string safetensors_serialize(const std::vector<TensorRef>& tensors, const std::map<std::string, std::string>& metadata) {
+  std::string out;
+  emit(tensors, metadata, [&](std::string_view b) { out.append(b); });
   return out;
+}
+
+void safetensors_write(const std::string& path, const std::vector<TensorRef>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  AtomicWriter w(path);
+  emit(tensors, metadata, [&](std::string_view b) { w.write(b); });
+  w.commit();
 }
 
 std::map<std::string, LoadedTensor> safetensors_parse(const std::string& bytes, const std::string& path,

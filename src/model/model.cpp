@@ -237,6 +237,15 @@ SeqLayout Model::layout() const {
   return seqs;
 }
 
+size_t Model::trainable_begin() const {
+  if (frozen_ == 0) return 0;
+  const size_t begin = table_.layer_range(frozen_).begin;
+  for (const ParamInfo& p : table_.tensors())
+    if (trainable(p) != (p.offset >= begin))
+      throw std::logic_error("ParamTable: the trainable tensors are not a suffix of the table (" + p.name + ")");
+  return begin;
+}
+
 void Model::set_frozen_layers(int n) {
   if (n < 0 || n > cfg_.n_layers)
     throw std::invalid_argument("frozen layers must be in [0, " + std::to_string(cfg_.n_layers) + "]");

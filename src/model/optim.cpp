@@ -3,6 +3,7 @@
 #include "cairn/optim.h"
 
 #include <cmath>
+#include <stdexcept>
 
 namespace cairn {
 
@@ -16,7 +17,11 @@ float lr_at(const OptimConfig& c, int step) {
 }
 
 AdamW::AdamW(Model& model, const OptimConfig& cfg)
-    : model_(model), cfg_(cfg), m_(model.backend(), model.num_params()), v_(model.backend(), model.num_params()) {
+    : model_(model),
+      cfg_(cfg),
+      begin_(model.trainable_begin()),
+      m_(model.backend(), model.num_params() - begin_),
+      v_(model.backend(), model.num_params() - begin_) {
   model_.backend().fill(m_.data(), 0.0f, m_.size());
   model_.backend().fill(v_.data(), 0.0f, v_.size());
 }
@@ -32,10 +37,13 @@ double AdamW::step() {
   // would not do, NaN·0 is NaN). The step still counts, so the schedule stays aligned.
   if (!std::isfinite(norm)) return norm;
   h.grad_scale = (cfg_.clip > 0 && norm > cfg_.clip) ? static_cast<float>(cfg_.clip / norm) : 1.0f;
+  if (model_.trainable_begin() != begin_)
+    throw std::logic_error("AdamW: the model's frozen layers changed after the optimizer was made");
   for (const ParamInfo& p : model_.table().tensors()) {
-    if (!model_.trainable(p)) continue;  // frozen: no decay, no moment updates
+    if (!model_.trainable(p)) continue;  // frozen: no decay, no moments
     h.weight_decay = p.decay ? cfg_.weight_decay : 0.0f;
-    be.adamw_update(model_.params() + p.offset, model_.grads() + p.offset, m_.data() + p.offset, v_.data() + p.offset, p.numel, h);
+    const size_t k = p.offset - begin_;
+    be.adamw_update(model_.params() + p.offset, model_.grads() + p.offset, m_.data() + k, v_.data() + k, p.numel, h);
   }
   return norm;
 }
