@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -471,6 +472,80 @@ TEST_F(CliEdges, UnknownPrinciplesAreCountedOnce) {
   EXPECT_NE(r.out.find("warning: 10 pairs name a principle that is not a reward head of this model (e.g. \"honest\""),
             std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("warning"), r.out.rfind("warning")) << r.out;
+}
+
+// What a second hostile probe found: each exits with the documented code and message, and leaves
+// every file it was given as it was.
+TEST_F(CliEdges, SecondProbeDefectsExitCleanlyAndKeepFiles) {
+  TempDir d;
+  // a closed pipe on stdout (the reader, `true`, is gone long before eval has scored anything):
+  // exit 1 and the message, not death by SIGPIPE (exit 141)
+  int code = 0;
+  test::run_capture("(" + std::string(CAIRN_BINARY) + " eval --json --threads 1 --model " + file("run") + " --pairs " +
+                        file("toy.jsonl") + " 2>" + d.file("err") + "; echo $? >" + d.file("rc") + ") | true", &code);
+  EXPECT_EQ(test::slurp(d.file("rc")), "1\n");
+  EXPECT_NE(test::slurp(d.file("err")).find("cannot write to stdout: Broken pipe"), std::string::npos) << test::slurp(d.file("err"));
+  // --threads outside [0, 1024]: a usage error before anything runs (100000 crashed)
+  const std::string in = d.write("in.jsonl", "{\"text\": \"Thank you.\"}\n");
+  for (const char* t : {"100000", "-1"}) {
+    CliResult r = cairn_run("score --model " + file("run") + " --input " + in + " --output " + d.file("o.jsonl") + " --threads " + t);
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_NE(r.out.find("--threads must be 0 (all cores) to 1024"), std::string::npos) << r.out;
+  }
+  // export into the run itself, or into another run: refused, the run intact
+  const std::string run = d.file("run");
+  std::filesystem::copy(file("run"), run, std::filesystem::copy_options::recursive);
+  const std::string config = test::slurp(run + "/config.json");
+  for (const std::string& out : {run + "/", d.file("./run"), file("run")}) {
+    CliResult e = cairn_run("export --format hf --model " + run + " --out " + out);
+    EXPECT_EQ(e.code, 2) << out << ": " << e.out;
+  }
+  EXPECT_EQ(test::slurp(run + "/config.json"), config);
+  // a training input that is a file of the run directory: refused, the input intact
+  const std::string metrics = test::slurp(run + "/metrics.jsonl");
+  CliResult t = cairn_run("train " + train_flags(run, run + "/metrics.jsonl") + " --resume --steps 3");
+  EXPECT_EQ(t.code, 2) << t.out;
+  EXPECT_NE(t.out.find("would replace the input"), std::string::npos) << t.out;
+  EXPECT_EQ(test::slurp(run + "/metrics.jsonl"), metrics);
+  // a principle named "length" beside --length-head: two heads of one name, refused
+  const std::string cons = d.write("c.json", R"({"principles": [{"name": "length"}]})");
+  CliResult h = cairn_run("train " + train_flags(d.file("heads")) + " --steps 1 --length-head --constitution " + cons);
+  EXPECT_EQ(h.code, 2) << h.out;
+  EXPECT_NE(h.out.find("the constitution has a principle of that name"), std::string::npos) << h.out;
+  EXPECT_FALSE(std::filesystem::exists(d.file("heads")));
+  // the trainer state's fields are checked by type (exit 3 naming the file), and a validation an
+  // interrupt left pending is not redone without --valid
+  auto with_state = [&](const std::string& name, const std::function<void(nlohmann::json&)>& edit) {
+    const std::string r = d.file(name);
+    std::filesystem::copy(file("run"), r, std::filesystem::copy_options::recursive);
+    std::map<std::string, std::string> meta;
+    auto t = safetensors_parse(read_file(r + "/optimizer.safetensors"), "optimizer.safetensors", &meta);
+    nlohmann::json st = nlohmann::json::parse(meta.at("trainer_state"));
+    edit(st);
+    std::vector<TensorRef> refs;
+    for (const auto& [k, v] : t) refs.push_back({k, v.shape, v.data.data()});
+    write_file_atomic(r + "/optimizer.safetensors", safetensors_serialize(refs, {{"trainer_state", st.dump()}}));
+    return r;
+  };
+  const std::vector<std::pair<std::string, std::function<void(nlohmann::json&)>>> bad = {
+      {"best_valid_acc", [](nlohmann::json& st) { st["best_valid_acc"] = "x"; }},
+      {"lr", [](nlohmann::json& st) { st["flags"]["lr"] = "x"; }},
+      {"batch_pairs", [](nlohmann::json& st) { st["flags"]["batch_pairs"] = "x"; }},
+      {"total_steps", [](nlohmann::json& st) { st["flags"]["total_steps"] = 1ll << 40; }},
+      {"flags", [](nlohmann::json& st) { st["flags"] = nlohmann::json::array({1}); }},
+      {"validation_pending", [](nlohmann::json& st) { st["validation_pending"] = 1; }}};
+  for (const auto& [field, edit] : bad) {
+    const std::string r = with_state("bad_" + field, edit);
+    CliResult b = cairn_run("train " + train_flags(r) + " --resume");
+    EXPECT_EQ(b.code, 3) << field << ": " << b.out;
+    EXPECT_NE(b.out.find("optimizer.safetensors: trainer_state"), std::string::npos) << field << ": " << b.out;
+    EXPECT_NE(b.out.find("\"" + field + "\" must be"), std::string::npos) << field << ": " << b.out;
+  }
+  const std::string pending = with_state("pending", [](nlohmann::json& st) { st["validation_pending"] = true; });
+  CliResult p = cairn_run("train " + train_flags(pending) + " --resume --steps 3");
+  EXPECT_EQ(p.code, 0) << p.out;
+  EXPECT_NE(p.out.find("is not redone (no --valid)"), std::string::npos) << p.out;
+  EXPECT_NE(p.out.find("done: 3 steps"), std::string::npos) << p.out;
 }
 
 }  // namespace cairn

@@ -47,6 +47,10 @@ void safetensors_write(const std::string& path, const std::vector<TensorRef>& te
 std::map<std::string, LoadedTensor> safetensors_parse(const std::string& bytes, const std::string& path,
                                                       std::map<std::string, std::string>* metadata = nullptr);
 
+// The __metadata__ of a safetensors file, from its header alone (the tensors are neither read nor
+// checked); DataError naming `path` when the header is unreadable.
+std::map<std::string, std::string> safetensors_read_metadata(const std::string& path);
+
 nlohmann::json config_to_json(const ModelConfig& cfg);
 ModelConfig config_from_json(const nlohmann::json& j, const std::string& path);  // DataError on bad fields
 ModelConfig read_config(const std::string& run_dir);
@@ -62,7 +66,10 @@ void save_checkpoint(const std::string& run_dir, Model& model, AdamW& opt, const
 // Restores params + moments into model/opt and returns the trainer state (counters checked: integers
 // ≥ 0, else DataError). Rewrites model.safetensors, config.json and trainer_state.json from it.
 nlohmann::json load_checkpoint(const std::string& run_dir, Model& model, AdamW& opt);
+// The trainer state of the checkpoint (header of optimizer.safetensors), its fields checked as load_checkpoint does.
 nlohmann::json read_trainer_state(const std::string& run_dir);
+// The files a run directory holds (each written atomically by train).
+const std::vector<std::string>& run_dir_files();
 // Removes the temp files of the run directory's own files left by a killed writer (see
 // remove_stale_temp_files in include/cairn/io.h); returns their names.
 std::vector<std::string> remove_stale_run_temp_files(const std::string& run_dir);

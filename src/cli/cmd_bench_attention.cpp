@@ -16,6 +16,7 @@
 #include "cairn/errors.h"
 #include "cairn/io.h"
 #include "cli/command.h"
+#include "cli/common.h"
 #include "bench/probes/probes.h"
 #include "cairn/backend.h"
 #include "cpu/attention.h"
@@ -276,7 +277,7 @@ int run(int argc, char** argv) {
   const std::string device = a["device"].as<std::string>();
   if (device == "cuda") return run_cuda(a, as_json);
   if (device != "cpu") throw UsageError("--device must be cpu or cuda");
-  ThreadScope threads(a["threads"].as<int>());
+  ThreadScope threads(threads_option(a));
   const int B = a["batch"].as<int>(), H = a["heads"].as<int>(), reps = a["repeats"].as<int>(), warm = a["warmup"].as<int>();
   const int KV = a.count("kv-heads") ? a["kv-heads"].as<int>() : H;
   if (B < 1 || H < 1 || reps < 1 || warm < 0) throw UsageError("--batch, --heads, --repeats must be ≥ 1");
@@ -292,7 +293,7 @@ int run(int argc, char** argv) {
         throw UsageError(e.what());
       }
   }
-  const double sgemm = a.count("no-sgemm") ? 0.0 : cpu_sgemm_gflops(a["threads"].as<int>());
+  const double sgemm = a.count("no-sgemm") ? 0.0 : cpu_sgemm_gflops(threads_option(a));
   nlohmann::json rows = nlohmann::json::array();
   bool all_ok = true;
   if (!as_json)

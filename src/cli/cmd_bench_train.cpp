@@ -148,7 +148,7 @@ int run(int argc, char** argv) {
   const double flops = executed_step_flops(cfg, lens, model.frozen_layers()), gflops = flops / med / 1e9;
   const double model_flops = model_step_flops(cfg, lens);
   const bool cpu = a["device"].as<std::string>() == "cpu";
-  const double sgemm = (cpu && !a.count("no-sgemm")) ? cpu_sgemm_gflops(a["threads"].as<int>()) : 0.0;
+  const double sgemm = (cpu && !a.count("no-sgemm")) ? cpu_sgemm_gflops(threads_option(a)) : 0.0;
   // TFLOP/s of a dense bf16 cuBLAS GEMM on this device, measured here
   const double gpu_peak = (!cpu && !a.count("no-sgemm")) ? cuda_bf16_gemm_tflops() : 0.0;
   double prof_total = 0;

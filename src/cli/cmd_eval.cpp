@@ -51,7 +51,7 @@ Calibration compares sigma(r_chosen - r_rejected) with the labels: ECE over 10 b
   std::vector<Pair> raw = read_pairs(path, a.count("skip-bad") > 0, &rs, chat);
   if (raw.empty()) throw DataError(path, 0, "no pairs");
   TokenizeStats trunc;
-  std::vector<TokenizedPair> pairs = tokenize_pairs(raw, *run.tokenizer, cfg, &trunc, a["threads"].as<int>());
+  std::vector<TokenizedPair> pairs = tokenize_pairs(raw, *run.tokenizer, cfg, &trunc, threads_option(a));
   report_tokenize(trunc, cfg);
   const double t0 = now_seconds();
   BTObjective obj(*run.model);

@@ -138,6 +138,13 @@ int run(int argc, char** argv) {
   for (const char* req : {"train", "out"})
     if (!a.count(req)) throw UsageError(std::string("--") + req + " is required");
   const std::string out = a["out"].as<std::string>();
+  {  // no input may be a file train writes (or the directory it writes into, for a --init directory)
+    std::vector<std::string> inputs;
+    for (const char* f : {"train", "valid", "tokenizer", "init", "constitution"})
+      if (a.count(f)) inputs.push_back(a[f].as<std::string>());
+    for (const std::string& f : run_dir_files()) check_output_not_input((fs::path(out) / f).string(), inputs);
+    check_output_not_input(out, inputs);
+  }
   const bool resume = a.count("resume") > 0;
   const std::string before = resume ? "interrupted before training resumed: the checkpoint in " + out + " is unchanged"
                                     : "interrupted before training started: no checkpoint written";
@@ -182,6 +189,9 @@ int run(int argc, char** argv) {
     ModelConfig h;
     apply_constitution(a, &h);
     if (a.count("length-head")) {
+      for (const std::string& n : h.head_names)
+        if (n == "length")
+          throw UsageError("--length-head adds a head named \"length\", and the constitution has a principle of that name; rename it");
       h.head_names.push_back("length");
       h.head_weights.push_back(0.0f);  // scoring ignores it
       h.n_heads_out += 1;
@@ -256,7 +266,7 @@ int run(int argc, char** argv) {
   }
   if (train_raw.empty()) throw DataError(train_path, 0, "no usable pairs");
   TokenizeStats trunc;
-  const int threads = a["threads"].as<int>();
+  const int threads = threads_option(a);
   std::vector<TokenizedPair> train = tokenize_pairs(train_raw, tok, cfg, &trunc, threads);
   std::vector<TokenizedPair> valid = tokenize_pairs(valid_raw, tok, cfg, &trunc, threads);
   report_data(train_path, train_stats, train.size());

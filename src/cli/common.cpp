@@ -23,10 +23,17 @@ void add_backend_options(cxxopts::Options& o) {
      cxxopts::value<std::string>()->default_value("bf16"));
 }
 
+int threads_option(const cxxopts::ParseResult& a) {
+  const int t = a["threads"].as<int>();
+  if (t < 0 || t > kMaxThreads)
+    throw UsageError("--threads must be 0 (all cores) to " + std::to_string(kMaxThreads) + ", not " + std::to_string(t));
+  return t;
+}
+
 BackendOptions backend_options(const cxxopts::ParseResult& a) {
   BackendOptions b;
   b.device = a["device"].as<std::string>();
-  b.threads = a["threads"].as<int>();
+  b.threads = threads_option(a);
   b.cuda_math = a["cuda-math"].as<std::string>();
   if (b.device != "cpu" && b.device != "cuda") throw UsageError("--device must be cpu or cuda");
   if (b.cuda_math != "bf16" && b.cuda_math != "tf32" && b.cuda_math != "fp32")

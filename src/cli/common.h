@@ -17,6 +17,9 @@ namespace cairn::cli {
 // --device, --threads, --cuda-math: every command that runs a model. The environment variable
 // CAIRN_CUDA_VERBOSE=1 asks the CUDA backend to print each GEMM plan it makes.
 void add_backend_options(cxxopts::Options& o);
+// --threads, checked: 0 (all cores) to kMaxThreads, else a UsageError.
+constexpr int kMaxThreads = 1024;
+int threads_option(const cxxopts::ParseResult& a);
 BackendOptions backend_options(const cxxopts::ParseResult& a);
 
 // --preset + --d-model/--n-layers/... overrides; vocab and special ids from the tokenizer.

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -65,6 +66,9 @@ static FILE* quiet_other_ranks() {
 static int run_command(const cairn::cli::Command* found, int argc, char** argv, FILE* err);
 
 int main(int argc, char** argv) {
+  // A closed pipe on stdout is a write error (exit 1, "cannot write to stdout"), not a silent death
+  // by SIGPIPE; sockets (serve) get EPIPE the same way.
+  std::signal(SIGPIPE, SIG_IGN);
   choose_omp_wait_policy(argv);
   cairn::cli::install_interrupt_handlers();
   cairn::dist::init(&argc, &argv);

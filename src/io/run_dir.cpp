@@ -191,6 +191,28 @@ void check_trainer_state(const nlohmann::json& st, const std::string& path) {
     if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > std::numeric_limits<int>::max())
       throw DataError(path, 0, std::string("trainer_state \"") + k + "\" must be an integer in [0, 2^31): " + v.dump());
   }
+  // The other fields resume reads (docs/run-directory.md#trainer-state), each of its type.
+  auto need = [&](const nlohmann::json& obj, const std::string& where, const char* key, const char* what, auto ok) {
+    if (obj.contains(key) && !ok(obj[key]))
+      throw DataError(path, 0, where + "\"" + key + "\" must be " + what + ": " + obj[key].dump());
+  };
+  auto integer = [](const nlohmann::json& v) {
+    return v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= std::numeric_limits<int>::max();
+  };
+  auto finite = [](const nlohmann::json& v) { return v.is_number() && std::isfinite(v.get<double>()); };
+  auto seed = [](const nlohmann::json& v) { return v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0); };
+  need(st, "trainer_state ", "seed", "an integer ≥ 0", seed);
+  need(st, "trainer_state ", "best_valid_acc", "a finite number", finite);
+  need(st, "trainer_state ", "validation_pending", "true or false", [](const nlohmann::json& v) { return v.is_boolean(); });
+  need(st, "trainer_state ", "flags", "an object", [](const nlohmann::json& v) { return v.is_object(); });
+  if (!st.contains("flags")) return;
+  const nlohmann::json& f = st["flags"];
+  const std::string in = "trainer_state flags ";
+  need(f, in, "train", "a string", [](const nlohmann::json& v) { return v.is_string(); });
+  need(f, in, "seed", "an integer ≥ 0", seed);
+  for (const char* k : {"batch_pairs", "total_steps", "warmup", "freeze_layers"}) need(f, in, k, "an integer in [0, 2^31)", integer);
+  for (const char* k : {"lr", "min_lr_ratio", "weight_decay", "clip", "center_coef", "margin", "length_lambda"})
+    need(f, in, k, "a finite number", finite);
 }
 }  // namespace
 
@@ -250,21 +272,29 @@ nlohmann::json load_checkpoint(const std::string& dir, Model& model, AdamW& opt)
   return st;
 }
 
+const std::vector<std::string>& run_dir_files() {
+  static const std::vector<std::string> files = {"optimizer.safetensors", "model.safetensors", "config.json",
+                                                 "trainer_state.json",    "metrics.jsonl",     "tokenizer.model",
+                                                 "tokenizer.json"};
+  return files;
+}
+
 std::vector<std::string> remove_stale_run_temp_files(const std::string& dir) {
-  return remove_stale_temp_files(dir, {"optimizer.safetensors", "model.safetensors", "config.json", "trainer_state.json",
-                                       "metrics.jsonl", "tokenizer.model", "tokenizer.json"});
+  return remove_stale_temp_files(dir, run_dir_files());
 }
 
 nlohmann::json read_trainer_state(const std::string& dir) {
   // The resume point is optimizer.safetensors (see the commit protocol); trainer_state.json mirrors it.
   const std::string p = join(dir, "optimizer.safetensors");
-  std::map<std::string, std::string> meta;
-  safetensors_parse(read_file(p), p, &meta);
+  const std::map<std::string, std::string> meta = safetensors_read_metadata(p);
+  nlohmann::json st;
   try {
-    return nlohmann::json::parse(meta.at("trainer_state"));
+    st = nlohmann::json::parse(meta.at("trainer_state"));
   } catch (const std::exception&) {
     throw DataError(p, 0, "missing or invalid trainer_state metadata");
   }
+  check_trainer_state(st, p);
+  return st;
 }
 
 }  // namespace cairn

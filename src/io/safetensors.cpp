@@ -3,7 +3,9 @@
 // The reader takes F32, F16 and BF16 tensors (the half types widened to fp32, exactly); the writer F32.
 // The writer pads the header with spaces to a multiple of 8 (alignment, as the reference does).
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <set>
 
 #include "cairn/checkpoint.h"
@@ -72,6 +74,34 @@ void safetensors_write(const std::string& path, const std::vector<TensorRef>& te
   AtomicWriter w(path);
   emit(tensors, metadata, [&](std::string_view b) { w.write(b); });
   w.commit();
+}
+
+std::map<std::string, std::string> safetensors_read_metadata(const std::string& path) {
+  auto bad = [&](const std::string& msg) { return DataError(path, 0, "invalid safetensors file: " + msg); };
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw DataError(path, 0, std::string("cannot read: ") + std::strerror(errno));
+  f.seekg(0, std::ios::end);
+  const uint64_t size = static_cast<uint64_t>(std::max<std::streamoff>(0, f.tellg()));
+  f.seekg(0);
+  unsigned char len[8];
+  if (size < 8 || !f.read(reinterpret_cast<char*>(len), 8)) throw bad("shorter than its 8-byte header length");
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(len[i]) << (8 * i);
+  if (n > kMaxHeader) throw bad("header length " + std::to_string(n) + " exceeds 100 MiB");
+  if (n > size - 8) throw bad("header length " + std::to_string(n) + " runs past the end of the file");
+  std::string header(n, '\0');
+  if (!f.read(header.data(), static_cast<std::streamsize>(n))) throw bad("header runs past the end of the file");
+  nlohmann::json h = nlohmann::json::parse(header, nullptr, false);
+  if (h.is_discarded() || !h.is_object()) throw bad("header is not a JSON object");
+  std::map<std::string, std::string> meta;
+  if (auto m = h.find("__metadata__"); m != h.end()) {
+    if (!m->is_object()) throw bad("__metadata__ is not an object");
+    for (auto it = m->begin(); it != m->end(); ++it) {
+      if (!it.value().is_string()) throw bad("__metadata__ values must be strings");
+      meta[it.key()] = it.value().get<std::string>();
+    }
+  }
+  return meta;
 }
 
 std::map<std::string, LoadedTensor> safetensors_parse(const std::string& bytes, const std::string& path,

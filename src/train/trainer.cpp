@@ -133,6 +133,10 @@ Trainer::Outcome Trainer::run(const std::atomic<bool>& stop) {
     Model& m;
     ~Unset() { m.set_interrupt(nullptr); }
   } unset{model_};
+  if (p.validation_pending && valid_.empty()) {  // resumed without --valid: nothing to redo
+    std::fprintf(stderr, "step %d: the validation an interrupt cut short is not redone (no --valid)\n", p.step);
+    p.validation_pending = false;
+  }
   if (p.validation_pending) {  // the validation an interrupt cut short, as its own metrics line
     try {
       nlohmann::json rec = validate();
