@@ -363,6 +363,18 @@ TEST_F(Serve, MalformedRequestsGetTheirStatusAndTheServerKeepsServing) {
   EXPECT_EQ(raw_exchange(srv->port(), "POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n"
                                       "Connection: close\r\n\r\n{}").status, 413);
   good_request_still_works("a huge Content-Length");
+  // bodies whose size httplib would not check against --max-body-bytes: chunked, or no length at all
+  const std::string big = "{\"records\": [{\"text\": \"" + std::string(6000, 'a') + "\"}]}";
+  char size_line[32];
+  std::snprintf(size_line, sizeof size_line, "%zx\r\n", big.size());
+  const Raw chunked = raw_exchange(srv->port(), "POST /v1/score HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+                                   size_line + big + "\r\n0\r\n\r\n");
+  EXPECT_EQ(chunked.status, 411) << chunked.response;
+  EXPECT_NE(chunked.response.find("Transfer-Encoding is not accepted"), std::string::npos) << chunked.response;
+  good_request_still_works("a chunked body");
+  const Raw no_length = raw_exchange(srv->port(), "POST /get_reward HTTP/1.1\r\nHost: x\r\n\r\n", big);
+  EXPECT_EQ(no_length.status, 411) << no_length.response;
+  good_request_still_works("a body without a length");
   // the access log names each refusal
   EXPECT_NE(srv->log().find("\"POST /v1/score\" 413 "), std::string::npos) << srv->log();
   auto metrics = http.Get("/metrics");

@@ -147,10 +147,22 @@ struct Server::Impl {
       setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
       listen_fd = fd;
     });
-    http.set_pre_routing_handler([](const Request& req, Response&) {
+    http.set_pre_routing_handler([this](const Request& req, Response& res) {
       t_ctx = RequestContext{};
       t_ctx.start = now_seconds();
       t_ctx.rec.endpoint = route_label(req.path);
+      // httplib (0.11) checks --max-body-bytes against Content-Length only: a chunked body, or a
+      // POST without a length (read until the client closes), would be read whole whatever its
+      // size. Such requests are refused before any of the body is read, and the connection closed
+      // (the unread body must not be parsed as the next request).
+      const bool chunked = req.has_header("Transfer-Encoding");
+      if (req.method == "POST" && (chunked || !req.has_header("Content-Length"))) {
+        set_error(res, 411, std::string(chunked ? "Transfer-Encoding is not accepted" : "no Content-Length") +
+                                ": send the body with a Content-Length of at most " + std::to_string(opt.max_body_bytes) +
+                                " bytes (--max-body-bytes)");
+        res.set_header("Connection", "close");
+        return httplib::Server::HandlerResponse::Handled;
+      }
       return httplib::Server::HandlerResponse::Unhandled;
     });
     // Failures httplib answers itself (unknown path, body too large, unreadable request) get a
