@@ -492,6 +492,10 @@ TEST_F(CliEdges, SecondProbeDefectsExitCleanlyAndKeepFiles) {
     EXPECT_EQ(r.code, 2) << r.out;
     EXPECT_NE(r.out.find("--threads must be 0 (all cores) to 1024"), std::string::npos) << r.out;
   }
+  for (const char* b : {"0", "-1"}) {
+    CliResult e = cairn_run("eval --model " + file("run") + " --pairs " + file("toy.jsonl") + " --batch-pairs " + b);
+    EXPECT_EQ(e.code, 2) << e.out;
+  }
   // export into the run itself, or into another run: refused, the run intact
   const std::string run = d.file("run");
   std::filesystem::copy(file("run"), run, std::filesystem::copy_options::recursive);

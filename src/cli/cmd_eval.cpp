@@ -43,6 +43,7 @@ Calibration compares sigma(r_chosen - r_rejected) with the labels: ECE over 10 b
     return 0;
   }
   if (!a.count("model") || !a.count("pairs")) throw UsageError("--model and --pairs are required");
+  if (a["batch-pairs"].as<int>() < 1) throw UsageError("--batch-pairs must be ≥ 1");
   LoadedRun run = load_run(a["model"].as<std::string>(), backend_options(a));
   const ModelConfig& cfg = run.model->config();
   ReadStats rs;

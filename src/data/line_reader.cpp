@@ -60,9 +60,11 @@ bool LineReader::fill() {
   return true;
 }
 
-// Counts the line; a UTF-8 byte-order mark that starts the file is not part of the first line.
+// Counts the line; a UTF-8 byte-order mark that starts it is not part of it: the file's, or that
+// of a file joined on with cat (JSON text never starts with one, and score must not copy it).
 void LineReader::took_line(std::string& line) {
-  if (++line_no_ == 1 && line.compare(0, 3, "\xEF\xBB\xBF") == 0) line.erase(0, 3);
+  ++line_no_;
+  if (line.compare(0, 3, "\xEF\xBB\xBF") == 0) line.erase(0, 3);
 }
 
 bool LineReader::next(std::string& line) {
