@@ -511,6 +511,16 @@ TEST_F(CliEdges, SecondProbeDefectsExitCleanlyAndKeepFiles) {
   EXPECT_EQ(t.code, 2) << t.out;
   EXPECT_NE(t.out.find("would replace the input"), std::string::npos) << t.out;
   EXPECT_EQ(test::slurp(run + "/metrics.jsonl"), metrics);
+  CliResult not_dir = cairn_run("train " + train_flags(in) + " --steps 1");
+  EXPECT_EQ(not_dir.code, 2) << not_dir.out;
+  EXPECT_NE(not_dir.out.find("exists and is not a directory"), std::string::npos) << not_dir.out;
+  // optimizer settings that mean nothing: refused before anything is written
+  for (const char* bad_flag : {"--lr -1", "--lr 0", "--clip -1", "--weight-decay -1", "--min-lr-ratio 2", "--warmup -1",
+                               "--center-coef -1", "--length-lambda -1"}) {
+    CliResult r = cairn_run("train " + train_flags(d.file("flags")) + " --steps 1 " + bad_flag);
+    EXPECT_EQ(r.code, 2) << bad_flag << ": " << r.out;
+    EXPECT_FALSE(std::filesystem::exists(d.file("flags"))) << bad_flag;
+  }
   // a principle named "length" beside --length-head: two heads of one name, refused
   const std::string cons = d.write("c.json", R"({"principles": [{"name": "length"}]})");
   CliResult h = cairn_run("train " + train_flags(d.file("heads")) + " --steps 1 --length-head --constitution " + cons);

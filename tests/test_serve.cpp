@@ -411,6 +411,13 @@ TEST_F(Serve, BearerTokenWhenAnApiKeyFileIsGiven) {
   auto good = http.Post("/v1/score", key, body, "application/json");
   ASSERT_TRUE(good);
   EXPECT_EQ(good->status, 200) << good->body;
+  // the scheme name is case-insensitive (RFC 7235), the key is not
+  auto lower = http.Post("/v1/score", {{"Authorization", "bearer s3cret-key"}}, body, "application/json");
+  ASSERT_TRUE(lower);
+  EXPECT_EQ(lower->status, 200) << lower->body;
+  auto upper_key = http.Post("/v1/score", {{"Authorization", "BEARER S3CRET-KEY"}}, body, "application/json");
+  ASSERT_TRUE(upper_key);
+  EXPECT_EQ(upper_key->status, 401);
   auto openrlhf = http.Post("/get_reward", key, R"({"query": ["hello"]})", "application/json");
   ASSERT_TRUE(openrlhf);
   EXPECT_EQ(openrlhf->status, 200) << openrlhf->body;

@@ -2,6 +2,7 @@
 // server itself is src/serve/; this file is the command line. Built only when cpp-httplib was found
 // at configure time; otherwise the command says so and exits with code 2.
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -29,7 +30,7 @@ namespace {
 // and printable ASCII without spaces (it travels in an HTTP header).
 std::string read_api_key(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
-  if (!f) throw UsageError("cannot read --api-key-file " + path);
+  if (!f || std::filesystem::is_directory(path)) throw UsageError("cannot read --api-key-file " + path + ": not a readable file");
   std::stringstream ss;
   ss << f.rdbuf();
   std::string k = ss.str();

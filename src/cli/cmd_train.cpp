@@ -21,6 +21,7 @@
 #include "cairn/tokenizer.h"
 #include "cli/command.h"
 #include "cli/common.h"
+#include "cli/run_model.h"
 #include "cli/interrupt.h"
 #include "cairn/chat_template.h"
 #include "cairn/pretrained.h"
@@ -65,6 +66,18 @@ TrainSettings resolve_settings(const cxxopts::ParseResult& a, const std::string&
   ts.length_lambda = pick("length-lambda", "length_lambda", a["length-lambda"].as<float>());
   const int freeze = pick("freeze-layers", "freeze_layers", a["freeze-layers"].as<int>());
   if (freeze < 0) throw UsageError("--freeze-layers must be ≥ 0");
+  auto check = [](bool ok, const char* what) {
+    if (!ok) throw UsageError(what);
+  };
+  auto finite = [](float x) { return std::isfinite(x); };
+  check(finite(oc.lr) && oc.lr > 0, "--lr must be a finite number > 0");
+  check(oc.min_lr_ratio >= 0 && oc.min_lr_ratio <= 1, "--min-lr-ratio must be in [0, 1]");
+  check(oc.warmup >= 0, "--warmup must be ≥ 0");
+  check(finite(oc.weight_decay) && oc.weight_decay >= 0, "--weight-decay must be a finite number ≥ 0");
+  check(finite(oc.clip) && oc.clip >= 0, "--clip must be a finite number ≥ 0 (0: no clipping)");
+  check(finite(ts.center_coef) && ts.center_coef >= 0, "--center-coef must be a finite number ≥ 0");
+  check(finite(ts.length_lambda) && ts.length_lambda >= 0, "--length-lambda must be a finite number ≥ 0");
+  check(finite(margin), "--margin must be a finite number");
   ts.seed = a["seed"].as<uint64_t>();
   ts.eval_every = a.count("eval-every") ? a["eval-every"].as<int>() : std::max(1, ts.total_steps / 10);
   ts.save_every = a.count("save-every") ? a["save-every"].as<int>() : ts.eval_every;
@@ -151,6 +164,8 @@ int run(int argc, char** argv) {
   set_interrupt_message(before.c_str());
   if (a["valid-max-pairs"].as<long>() < 0) throw UsageError("--valid-max-pairs must be ≥ 0");
   const bool skip_bad = a.count("skip-bad") > 0;
+  if (std::error_code ec; fs::exists(out, ec) && !fs::is_directory(out, ec))
+    throw UsageError("--out " + out + " exists and is not a directory");
   if (resume && !fs::exists(fs::path(out) / "optimizer.safetensors"))
     throw UsageError("--resume: no checkpoint in " + out);
   if (!resume && fs::exists(fs::path(out) / "optimizer.safetensors"))
@@ -200,7 +215,7 @@ int run(int argc, char** argv) {
   };
   if (resume) {
     cfg = read_config(out);
-    tok_ptr = load_run_tokenizer(out);
+    tok_ptr = load_run_tokenizer_for(out, cfg);
   } else if (a.count("init")) {
     const std::string init = a["init"].as<std::string>();
     std::fprintf(stderr, "importing %s\n", init.c_str());

@@ -16,5 +16,7 @@ struct LoadedRun {
 };
 
 LoadedRun load_run(const std::string& dir, const BackendOptions& backend);
+// The run's tokenizer, checked against its config: more tokens than vocab_size is a DataError.
+std::unique_ptr<Tokenizer> load_run_tokenizer_for(const std::string& dir, const ModelConfig& cfg);
 
 }  // namespace cairn::cli

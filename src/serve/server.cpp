@@ -6,6 +6,7 @@
 #include <thread>
 
 #include <httplib.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "serve/batcher.h"
@@ -71,8 +72,12 @@ struct Server::Impl {
     routes();
   }
 
+  // "Bearer KEY"; the scheme name is case-insensitive (RFC 7235), the key is not.
   bool authorized(const Request& req) const {
-    return expected_auth.empty() || constant_time_equal(req.get_header_value("Authorization"), expected_auth);
+    if (expected_auth.empty()) return true;
+    std::string got = req.get_header_value("Authorization");
+    if (got.size() >= 7 && strncasecmp(got.c_str(), "bearer ", 7) == 0) got.replace(0, 7, "Bearer ");
+    return constant_time_equal(got, expected_auth);
   }
 
   // A handler with the common frame: authentication, and every failure answered in JSON.
