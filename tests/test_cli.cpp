@@ -511,6 +511,18 @@ TEST_F(CliEdges, SecondProbeDefectsExitCleanlyAndKeepFiles) {
   EXPECT_EQ(t.code, 2) << t.out;
   EXPECT_NE(t.out.find("would replace the input"), std::string::npos) << t.out;
   EXPECT_EQ(test::slurp(run + "/metrics.jsonl"), metrics);
+  CliResult sentences = cairn_run("tokenizer train --input " + file("toy.jsonl") + " --out " + d.file("t.model") + " --max-sentences 0");
+  EXPECT_EQ(sentences.code, 2) << sentences.out;
+  // an output in a missing directory is named as given, not as its temp file
+  CliResult missing = cairn_run("score --model " + file("run") + " --input " + in + " --output " + d.file("no/such/dir/o.jsonl"));
+  EXPECT_EQ(missing.code, 1) << missing.out;
+  EXPECT_NE(missing.out.find("cannot create " + d.file("no/such/dir/o.jsonl") + ": No such file or directory"), std::string::npos)
+      << missing.out;
+  // a bad --tokenizer is named as given
+  const std::string empty_tok = d.write("empty.model", "");
+  CliResult tok = cairn_run("train " + train_flags(d.file("tokrun")) + " --steps 1 --tokenizer " + empty_tok);
+  EXPECT_EQ(tok.code, 3) << tok.out;
+  EXPECT_NE(tok.out.find(empty_tok), std::string::npos) << tok.out;
   CliResult not_dir = cairn_run("train " + train_flags(in) + " --steps 1");
   EXPECT_EQ(not_dir.code, 2) << not_dir.out;
   EXPECT_NE(not_dir.out.find("exists and is not a directory"), std::string::npos) << not_dir.out;

@@ -32,6 +32,7 @@ int run(int argc, char** argv) {
   const std::string out = a["out"].as<std::string>();
   check_output_not_input(out, inputs);
   const int asked = a["vocab-size"].as<int>();
+  if (a["max-sentences"].as<long>() < 1) throw UsageError("--max-sentences must be ≥ 1");
   const double t0 = now_seconds();
   // Without an explicit --vocab-size, the default is capped to what the text supports.
   const int vocab = train_tokenizer(inputs, out, asked, a["type"].as<std::string>(), a["max-sentences"].as<long>(),

@@ -242,6 +242,7 @@ int run(int argc, char** argv) {
     if (!world.root()) {
       // rank 0 copies or trains the tokenizer into the run directory
     } else if (a.count("tokenizer")) {
+      load_sentencepiece(a["tokenizer"].as<std::string>());  // a bad one is named as given, not as its copy
       copy_file_atomic(a["tokenizer"].as<std::string>(), tok_path);
     } else if (!fs::exists(tok_path)) {
       const int asked = a["vocab-size"].as<int>();

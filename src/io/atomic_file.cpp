@@ -155,7 +155,7 @@ AtomicWriter::AtomicWriter(const std::string& path) : path_(path) {
   }
   tmp_ = temp_name(path);
   f_ = std::fopen(tmp_.c_str(), "wb");
-  if (!f_) throw io_error("cannot create", tmp_);
+  if (!f_) throw io_error("cannot create", path);  // named as the user gave it (a missing directory, no write permission)
 }
 
 AtomicWriter::~AtomicWriter() {

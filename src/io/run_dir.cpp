@@ -204,8 +204,9 @@ void check_trainer_state(const nlohmann::json& st, const std::string& path) {
   need(st, "trainer_state ", "seed", "an integer ≥ 0", seed);
   need(st, "trainer_state ", "best_valid_acc", "a finite number", finite);
   need(st, "trainer_state ", "validation_pending", "true or false", [](const nlohmann::json& v) { return v.is_boolean(); });
-  need(st, "trainer_state ", "flags", "an object", [](const nlohmann::json& v) { return v.is_object(); });
-  if (!st.contains("flags")) return;
+  // (null: a trainer run without command-line flags, as the library's tests do)
+  need(st, "trainer_state ", "flags", "an object", [](const nlohmann::json& v) { return v.is_object() || v.is_null(); });
+  if (!st.contains("flags") || st["flags"].is_null()) return;
   const nlohmann::json& f = st["flags"];
   const std::string in = "trainer_state flags ";
   need(f, in, "train", "a string", [](const nlohmann::json& v) { return v.is_string(); });
