@@ -263,15 +263,21 @@ TEST(Checkpoint, StaleTempFilesOfDeadWritersAreRemovedAndNothingElse) {
   for (const auto& f : kept) EXPECT_TRUE(std::filesystem::exists(d.file(f))) << f;
 }
 
-// Scratch directories <prefix><pid> (a killed tokenizer training's) go when their process is gone;
-// a live process's, other names, plain files and symlinks stay.
+// Scratch directories <prefix><pid> (a killed tokenizer training's) go when their process is gone
+// and they were marked on this boot, pid namespace and host; a live process's, unmarked or foreign
+// ones, other names, plain files and symlinks stay.
 TEST(Checkpoint, StaleScratchDirectoriesOfDeadProcessesAreRemovedAndNothingElse) {
   TempDir d;
   namespace fs = std::filesystem;
   const std::string me = std::to_string(getpid());
   fs::create_directories(d.file("cairn-spm-999999999/sub"));
   d.write("cairn-spm-999999999/sub/corpus.txt", "text");
+  mark_scratch_dir(d.file("cairn-spm-999999999"));
   fs::create_directories(d.file("cairn-spm-" + me));
+  mark_scratch_dir(d.file("cairn-spm-" + me));
+  fs::create_directories(d.file("cairn-spm-999999995"));  // unmarked (another container's, an older cairn's)
+  fs::create_directories(d.file("cairn-spm-999999994"));  // marked elsewhere
+  d.write("cairn-spm-999999994/.cairn-owner", "another-boot pid:[1] other-host\n");
   fs::create_directories(d.file("cairn-spm-999999998x"));
   fs::create_directories(d.file("other-999999999"));
   fs::create_directories(d.file("target"));
@@ -281,7 +287,8 @@ TEST(Checkpoint, StaleScratchDirectoriesOfDeadProcessesAreRemovedAndNothingElse)
   const std::vector<std::string> removed = remove_stale_temp_dirs(d.file(""), "cairn-spm-");
   EXPECT_EQ(removed, std::vector<std::string>{"cairn-spm-999999999"});
   EXPECT_FALSE(fs::exists(d.file("cairn-spm-999999999")));
-  for (const char* kept : {"cairn-spm-999999998x", "other-999999999", "target/keep.txt", "cairn-spm-999999996"})
+  for (const char* kept : {"cairn-spm-999999998x", "other-999999999", "target/keep.txt", "cairn-spm-999999996",
+                           "cairn-spm-999999995", "cairn-spm-999999994"})
     EXPECT_TRUE(fs::exists(d.file(kept))) << kept;
   EXPECT_TRUE(fs::exists(d.file("cairn-spm-" + me)));
   EXPECT_TRUE(fs::is_symlink(d.file("cairn-spm-999999997")));

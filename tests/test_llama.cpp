@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 
 #include "cairn/backend.h"
 #include "cairn/checkpoint.h"
@@ -276,19 +277,40 @@ TEST(Llama, FrozenParametersHaveNoOptimizerMoments) {
   const auto saved = safetensors_parse(read_file(d.file("optimizer.safetensors")), "optimizer.safetensors");
   for (const auto& t : part.table().tensors()) {
     const auto& m = saved.at("exp_avg." + t.name).data;
+    const auto& v = saved.at("exp_avg_sq." + t.name).data;
     if (part.trainable(t)) {
       EXPECT_TRUE(std::equal(m.begin(), m.end(), opt_part.m() + (t.offset - k))) << t.name;
+      EXPECT_TRUE(std::equal(v.begin(), v.end(), opt_part.v() + (t.offset - k))) << t.name;
     } else {
       EXPECT_TRUE(std::all_of(m.begin(), m.end(), [](float x) { return x == 0.0f; })) << t.name;
+      EXPECT_TRUE(std::all_of(v.begin(), v.end(), [](float x) { return x == 0.0f; })) << t.name;
     }
   }
-  Model again(cfg, *be);
-  again.set_frozen_layers(2);
-  AdamW opt_again(again, oc);
-  load_checkpoint(d.file(""), again, opt_again);
-  EXPECT_TRUE(std::equal(opt_part.m(), opt_part.m() + trainable, opt_again.m()));
-  EXPECT_TRUE(std::equal(opt_part.v(), opt_part.v() + trainable, opt_again.v()));
-  EXPECT_EQ(opt_again.steps_done(), 3);
+  // the checkpoint resumed into a model with `frozen` blocks frozen
+  auto resumed = [&](int frozen) {
+    auto m = std::make_unique<Model>(cfg, *be);
+    m->set_frozen_layers(frozen);
+    auto o = std::make_unique<AdamW>(*m, oc);
+    load_checkpoint(d.file(""), *m, *o);
+    return std::make_pair(std::move(m), std::move(o));
+  };
+  const auto again = resumed(2);
+  EXPECT_TRUE(std::equal(opt_part.m(), opt_part.m() + trainable, again.second->m()));
+  EXPECT_TRUE(std::equal(opt_part.v(), opt_part.v() + trainable, again.second->v()));
+  EXPECT_EQ(again.second->steps_done(), 3);
+  // resumed with fewer frozen blocks: the newly trainable block 1 starts from zero moments, block 2
+  // and the head keep theirs (offsets of save and load differ); with more, block 2's are dropped
+  const auto fewer = resumed(1);
+  const AdamW& of = *fewer.second;
+  const size_t k1 = of.moments_begin();
+  ASSERT_LT(k1, k);
+  EXPECT_TRUE(std::all_of(of.m(), of.m() + (k - k1), [](float x) { return x == 0.0f; }));
+  EXPECT_TRUE(std::equal(opt_part.m(), opt_part.m() + trainable, of.m() + (k - k1)));
+  EXPECT_TRUE(std::equal(opt_part.v(), opt_part.v() + trainable, of.v() + (k - k1)));
+  const auto more = resumed(3);
+  const AdamW& om = *more.second;
+  ASSERT_GT(om.moments_begin(), k);
+  EXPECT_TRUE(std::equal(om.m(), om.m() + om.moments_size(), opt_part.m() + (om.moments_begin() - k)));
   // freezing more after the optimizer was made is a programming error, not a silent mis-step
   part.set_frozen_layers(3);
   EXPECT_THROW(opt_part.step(), std::logic_error);

@@ -17,8 +17,11 @@ std::string read_file(const std::string& path);  // DataError when unreadable
 // (<target>.tmp.<pid>.<n>, the writer's pattern, nothing else), unless process <pid> is still alive
 // (this one included). Returns the names removed.
 std::vector<std::string> remove_stale_temp_files(const std::string& dir, const std::vector<std::string>& targets);
-// Removes the scratch directories <parent>/<prefix><pid> of this user whose process <pid> no longer
-// exists (a killed tokenizer training leaves its corpus copy in /tmp/cairn-spm-<pid>). Returns their names.
+// Marks a scratch directory <parent>/<prefix><pid> as this process's (boot, pid namespace, host).
+void mark_scratch_dir(const std::string& dir);
+// Removes the scratch directories <parent>/<prefix><pid> of this user, marked by a process of this
+// boot, pid namespace and host, whose process <pid> no longer exists (a killed tokenizer training
+// leaves its corpus copy in /tmp/cairn-spm-<pid>). Unmarked or foreign ones stay. Returns their names.
 std::vector<std::string> remove_stale_temp_dirs(const std::string& parent, const std::string& prefix);
 
 // Streaming variant for large outputs (cairn score, cairn pairs): nothing appears at `path` until

@@ -37,6 +37,8 @@ class AdamW {
   // was made; frozen parameters have no moments, which saves 8 bytes per frozen parameter).
   float* m() { return m_.data(); }
   float* v() { return v_.data(); }
+  const float* m() const { return m_.data(); }
+  const float* v() const { return v_.data(); }
   size_t moments_begin() const { return begin_; }
   size_t moments_size() const { return m_.size(); }
 

@@ -151,9 +151,10 @@ int run(int argc, char** argv) {
   for (const char* req : {"train", "out"})
     if (!a.count(req)) throw UsageError(std::string("--") + req + " is required");
   const std::string out = a["out"].as<std::string>();
-  {  // no input may be a file train writes (or the directory it writes into, for a --init directory)
+  {  // no input may be a file train writes (or the directory it writes into, for a --init directory);
+     // --tokenizer is copied to tokenizer.model (a copy onto itself changes nothing) and ignored on resume
     std::vector<std::string> inputs;
-    for (const char* f : {"train", "valid", "tokenizer", "init", "constitution"})
+    for (const char* f : {"train", "valid", "init", "constitution"})
       if (a.count(f)) inputs.push_back(a[f].as<std::string>());
     for (const std::string& f : run_dir_files()) check_output_not_input((fs::path(out) / f).string(), inputs);
     check_output_not_input(out, inputs);

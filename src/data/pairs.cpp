@@ -207,7 +207,10 @@ ScoreText render_score_record(const nlohmann::json& j, const std::string& file, 
     if (!t->is_string()) fail(file, line, "field \"text\" must be a string");
     s.text = t->get<std::string>();
     s.response_chars = utf8_length(s.text);
-    if (!tmpl.plain()) s.text = tmpl.render(tmpl.read_text(s.text));
+    if (tmpl.plain()) return s;
+    const std::vector<Message> conv = tmpl.read_text(s.text);
+    if (tmpl.rendered(s.text)) s.response_chars = conv.empty() ? 0 : utf8_length(conv.back().content);
+    s.text = tmpl.render(conv);
     return s;
   }
   if (j.find("response") == j.end()) fail(file, line, "missing field \"response\" (or \"text\")");

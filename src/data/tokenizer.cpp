@@ -167,6 +167,7 @@ int train_tokenizer(const std::vector<std::string>& files, const std::string& mo
     fs::path p;
     ~Cleanup() { std::error_code ec; fs::remove_all(p, ec); }
   } cleanup{tmpdir};
+  mark_scratch_dir(tmpdir.string());
 
   // One paragraph per line: the trainer treats lines as sentences. Texts are deduplicated (pairs
   // share prompts) and reservoir-sampled to at most max_sentences lines, deterministically.

@@ -119,6 +119,28 @@ std::vector<std::string> remove_stale_temp_files(const std::string& dir, const s
   return removed;
 }
 
+namespace {
+// Who may judge a pid: the same boot, pid namespace and host (a /tmp shared between containers, or
+// a $TMPDIR on a filesystem other nodes see, holds directories whose pids mean nothing here).
+std::string scratch_owner_id() {
+  std::string boot;
+  if (std::FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "r")) {
+    char b[64] = {};
+    if (std::fgets(b, sizeof b, f)) boot = b;
+    std::fclose(f);
+    while (!boot.empty() && (boot.back() == '\n' || boot.back() == ' ')) boot.pop_back();
+  }
+  char ns[128] = {}, host[256] = {};
+  const ssize_t n = ::readlink("/proc/self/ns/pid", ns, sizeof ns - 1);
+  if (n < 0) ns[0] = 0;
+  ::gethostname(host, sizeof host - 1);
+  return boot + " " + ns + " " + host + "\n";
+}
+constexpr const char* kOwnerFile = ".cairn-owner";
+}  // namespace
+
+void mark_scratch_dir(const std::string& dir) { write_file_atomic((fs::path(dir) / kOwnerFile).string(), scratch_owner_id()); }
+
 std::vector<std::string> remove_stale_temp_dirs(const std::string& parent, const std::string& prefix) {
   std::vector<fs::path> stale;
   std::error_code ec;
@@ -130,7 +152,14 @@ std::vector<std::string> remove_stale_temp_dirs(const std::string& parent, const
     struct stat st;
     // only our own directories (a shared /tmp holds other users' too), never through a symlink
     if (::lstat(e.path().c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid()) continue;
-    if (writer_gone(std::stol(digits))) stale.push_back(e.path());
+    // only a directory marked by a process of this boot, pid namespace and host
+    std::string owner;
+    try {
+      owner = read_file((e.path() / kOwnerFile).string());
+    } catch (const std::exception&) {
+      continue;
+    }
+    if (owner == scratch_owner_id() && writer_gone(std::stol(digits))) stale.push_back(e.path());
   }
   std::vector<std::string> removed;
   for (const fs::path& p : stale)

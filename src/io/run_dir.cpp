@@ -179,41 +179,46 @@ void write_run_files(const std::string& dir, const ModelConfig& cfg, const float
 }
 
 // The trainer state's counters are what resume indexes the data with: integers ≥ 0 or refused.
+// The fields resume reads (docs/run-directory.md#trainer-state), each of its type and range:
+// the range train's own flags are checked against, so a bad saved value is this file's fault.
 void check_trainer_state(const nlohmann::json& st, const std::string& path) {
   if (!st.is_object()) throw DataError(path, 0, "trainer_state is not a JSON object");
-  for (const char* k : {"step", "epoch", "epoch_pos", "optimizer_step"}) {
-    const bool required = !std::strcmp(k, "step");
-    if (!st.contains(k)) {
-      if (required) throw DataError(path, 0, "trainer_state has no step");
-      continue;
-    }
-    const auto& v = st[k];
-    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > std::numeric_limits<int>::max())
-      throw DataError(path, 0, std::string("trainer_state \"") + k + "\" must be an integer in [0, 2^31): " + v.dump());
-  }
-  // The other fields resume reads (docs/run-directory.md#trainer-state), each of its type.
+  if (!st.contains("step")) throw DataError(path, 0, "trainer_state has no step");
   auto need = [&](const nlohmann::json& obj, const std::string& where, const char* key, const char* what, auto ok) {
     if (obj.contains(key) && !ok(obj[key]))
       throw DataError(path, 0, where + "\"" + key + "\" must be " + what + ": " + obj[key].dump());
   };
-  auto integer = [](const nlohmann::json& v) {
-    return v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= std::numeric_limits<int>::max();
+  auto integer_from = [](int64_t lo) {
+    return [lo](const nlohmann::json& v) {
+      return v.is_number_integer() && v.get<int64_t>() >= lo && v.get<int64_t>() <= std::numeric_limits<int>::max();
+    };
   };
-  auto finite = [](const nlohmann::json& v) { return v.is_number() && std::isfinite(v.get<double>()); };
+  auto number_in = [](double lo, double hi, bool open_lo = false) {  // a float32 value in [lo, hi] (or (lo, hi])
+    return [=](const nlohmann::json& v) {
+      if (!v.is_number()) return false;
+      const double x = v.get<double>();
+      return std::isfinite(x) && std::fabs(x) <= FLT_MAX && (open_lo ? x > lo : x >= lo) && x <= hi;
+    };
+  };
   auto seed = [](const nlohmann::json& v) { return v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0); };
-  need(st, "trainer_state ", "seed", "an integer ≥ 0", seed);
-  need(st, "trainer_state ", "best_valid_acc", "a finite number", finite);
-  need(st, "trainer_state ", "validation_pending", "true or false", [](const nlohmann::json& v) { return v.is_boolean(); });
+  const std::string top = "trainer_state ";
+  for (const char* k : {"step", "epoch", "epoch_pos", "optimizer_step"}) need(st, top, k, "an integer in [0, 2^31)", integer_from(0));
+  need(st, top, "seed", "an integer ≥ 0", seed);
+  need(st, top, "best_valid_acc", "a finite number", number_in(-FLT_MAX, FLT_MAX));
+  need(st, top, "validation_pending", "true or false", [](const nlohmann::json& v) { return v.is_boolean(); });
   // (null: a trainer run without command-line flags, as the library's tests do)
-  need(st, "trainer_state ", "flags", "an object", [](const nlohmann::json& v) { return v.is_object() || v.is_null(); });
+  need(st, top, "flags", "an object", [](const nlohmann::json& v) { return v.is_object() || v.is_null(); });
   if (!st.contains("flags") || st["flags"].is_null()) return;
   const nlohmann::json& f = st["flags"];
   const std::string in = "trainer_state flags ";
   need(f, in, "train", "a string", [](const nlohmann::json& v) { return v.is_string(); });
   need(f, in, "seed", "an integer ≥ 0", seed);
-  for (const char* k : {"batch_pairs", "total_steps", "warmup", "freeze_layers"}) need(f, in, k, "an integer in [0, 2^31)", integer);
-  for (const char* k : {"lr", "min_lr_ratio", "weight_decay", "clip", "center_coef", "margin", "length_lambda"})
-    need(f, in, k, "a finite number", finite);
+  for (const char* k : {"batch_pairs", "total_steps"}) need(f, in, k, "an integer in [1, 2^31)", integer_from(1));
+  for (const char* k : {"warmup", "freeze_layers"}) need(f, in, k, "an integer in [0, 2^31)", integer_from(0));
+  need(f, in, "lr", "a float32 number > 0", number_in(0, FLT_MAX, true));
+  need(f, in, "min_lr_ratio", "a number in [0, 1]", number_in(0, 1));
+  for (const char* k : {"weight_decay", "clip", "center_coef", "length_lambda"}) need(f, in, k, "a float32 number ≥ 0", number_in(0, FLT_MAX));
+  need(f, in, "margin", "a float32 number", number_in(-FLT_MAX, FLT_MAX));
 }
 }  // namespace
 

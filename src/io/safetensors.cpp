@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -26,8 +27,7 @@ uint64_t numel(const TensorRef& t) {
 }
 
 // The 8-byte header length and the JSON header (padded to 8 bytes) for F32 tensors in this order.
-std::string header_bytes(const std::vector<TensorRef>& tensors, const std::map<std::string, std::string>& metadata,
-                         uint64_t* data_bytes) {
+std::string header_bytes(const std::vector<TensorRef>& tensors, const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json h = nlohmann::ordered_json::object();
   if (!metadata.empty()) h["__metadata__"] = metadata;
   uint64_t off = 0;
@@ -41,15 +41,13 @@ std::string header_bytes(const std::vector<TensorRef>& tensors, const std::map<s
   std::string out(8, '\0');
   const uint64_t len = header.size();
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((len >> (8 * i)) & 0xFF);
-  *data_bytes = off;
   return out + header;
 }
 
 // Header, then each tensor's bytes (x86/ARM: host order is little-endian); null data is zeros.
 template <class Sink>
 void emit(const std::vector<TensorRef>& tensors, const std::map<std::string, std::string>& metadata, Sink&& sink) {
-  uint64_t data_bytes = 0;
-  sink(header_bytes(tensors, metadata, &data_bytes));
+  sink(header_bytes(tensors, metadata));
   static const std::string zeros(1 << 16, '\0');
   for (const auto& t : tensors) {
     const uint64_t bytes = 4 * numel(t);
@@ -76,51 +74,31 @@ void safetensors_write(const std::string& path, const std::vector<TensorRef>& te
   w.commit();
 }
 
-std::map<std::string, std::string> safetensors_read_metadata(const std::string& path) {
-  auto bad = [&](const std::string& msg) { return DataError(path, 0, "invalid safetensors file: " + msg); };
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw DataError(path, 0, std::string("cannot read: ") + std::strerror(errno));
-  f.seekg(0, std::ios::end);
-  const uint64_t size = static_cast<uint64_t>(std::max<std::streamoff>(0, f.tellg()));
-  f.seekg(0);
-  unsigned char len[8];
-  if (size < 8 || !f.read(reinterpret_cast<char*>(len), 8)) throw bad("shorter than its 8-byte header length");
-  uint64_t n = 0;
-  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(len[i]) << (8 * i);
-  if (n > kMaxHeader) throw bad("header length " + std::to_string(n) + " exceeds 100 MiB");
-  if (n > size - 8) throw bad("header length " + std::to_string(n) + " runs past the end of the file");
-  std::string header(n, '\0');
-  if (!f.read(header.data(), static_cast<std::streamsize>(n))) throw bad("header runs past the end of the file");
-  nlohmann::json h = nlohmann::json::parse(header, nullptr, false);
-  if (h.is_discarded() || !h.is_object()) throw bad("header is not a JSON object");
-  std::map<std::string, std::string> meta;
-  if (auto m = h.find("__metadata__"); m != h.end()) {
-    if (!m->is_object()) throw bad("__metadata__ is not an object");
-    for (auto it = m->begin(); it != m->end(); ++it) {
-      if (!it.value().is_string()) throw bad("__metadata__ values must be strings");
-      meta[it.key()] = it.value().get<std::string>();
-    }
-  }
-  return meta;
+namespace {
+
+DataError bad_file(const std::string& path, const std::string& msg) {
+  return DataError(path, 0, "invalid safetensors file: " + msg);
 }
 
-std::map<std::string, LoadedTensor> safetensors_parse(const std::string& bytes, const std::string& path,
-                                                      std::map<std::string, std::string>* metadata) {
-  auto bad = [&](const std::string& msg) { return DataError(path, 0, "invalid safetensors file: " + msg); };
-  if (bytes.size() < 8) throw bad("shorter than its 8-byte header length");
+// The header length from the first 8 bytes of a file of `size` bytes, checked against the file.
+uint64_t header_length(const unsigned char* first8, uint64_t size, const std::string& path) {
+  if (size < 8) throw bad_file(path, "shorter than its 8-byte header length");
   uint64_t n = 0;
-  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
-  if (n > kMaxHeader) throw bad("header length " + std::to_string(n) + " exceeds 100 MiB");
-  if (n > bytes.size() - 8) throw bad("header length " + std::to_string(n) + " runs past the end of the file");
-  const uint64_t data_len = bytes.size() - 8 - n;
+  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(first8[i]) << (8 * i);
+  if (n > kMaxHeader) throw bad_file(path, "header length " + std::to_string(n) + " exceeds 100 MiB");
+  if (n > size - 8) throw bad_file(path, "header length " + std::to_string(n) + " runs past the end of the file");
+  return n;
+}
 
-  // Parse with a callback that rejects duplicate top-level names (nlohmann would keep the last).
+// The JSON header: an object whose top-level names are unique (nlohmann would keep the last), with
+// its __metadata__ (string values only) copied into *metadata when given.
+nlohmann::json parse_header(std::string_view header, const std::string& path, std::map<std::string, std::string>* metadata) {
   std::set<std::string> names;
   bool duplicate = false;
   std::string dup_name;
   nlohmann::json h;
   try {
-    h = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<long>(n),
+    h = nlohmann::json::parse(header.begin(), header.end(),
                               [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
                                 if (depth == 1 && ev == nlohmann::json::parse_event_t::key) {
                                   const std::string k = parsed.get<std::string>();
@@ -128,25 +106,53 @@ std::map<std::string, LoadedTensor> safetensors_parse(const std::string& bytes, 
                                 }
                                 return true;
                               });
-  } catch (const nlohmann::json::exception& e) {
-    throw bad("header is not valid JSON");
+  } catch (const nlohmann::json::exception&) {
+    throw bad_file(path, "header is not valid JSON");
   }
-  if (duplicate) throw bad("tensor \"" + dup_name + "\" appears twice");
-  if (!h.is_object()) throw bad("header is not a JSON object");
+  if (duplicate) throw bad_file(path, "tensor \"" + dup_name + "\" appears twice");
+  if (!h.is_object()) throw bad_file(path, "header is not a JSON object");
+  if (auto m = h.find("__metadata__"); m != h.end()) {
+    if (!m->is_object()) throw bad_file(path, "__metadata__ is not an object");
+    for (auto it = m->begin(); it != m->end(); ++it) {
+      if (!it.value().is_string()) throw bad_file(path, "__metadata__ values must be strings");
+      if (metadata) (*metadata)[it.key()] = it.value().get<std::string>();
+    }
+  }
+  return h;
+}
+
+}  // namespace
+
+std::map<std::string, std::string> safetensors_read_metadata(const std::string& path) {
+  if (std::filesystem::is_directory(path)) throw DataError(path, 0, "cannot open: Is a directory");
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw DataError(path, 0, std::string("cannot open: ") + std::strerror(errno));
+  f.seekg(0, std::ios::end);
+  const uint64_t size = static_cast<uint64_t>(std::max<std::streamoff>(0, f.tellg()));
+  f.seekg(0);
+  unsigned char first8[8] = {};
+  if (size >= 8 && !f.read(reinterpret_cast<char*>(first8), 8)) throw DataError(path, 0, "cannot read");
+  const uint64_t n = header_length(first8, size, path);
+  std::string header(n, '\0');
+  if (!f.read(header.data(), static_cast<std::streamsize>(n))) throw DataError(path, 0, "cannot read");
+  std::map<std::string, std::string> meta;
+  parse_header(header, path, &meta);
+  return meta;
+}
+
+std::map<std::string, LoadedTensor> safetensors_parse(const std::string& bytes, const std::string& path,
+                                                      std::map<std::string, std::string>* metadata) {
+  auto bad = [&](const std::string& msg) { return bad_file(path, msg); };
+  const uint64_t n = header_length(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), path);
+  const uint64_t data_len = bytes.size() - 8 - n;
+  const nlohmann::json h = parse_header(std::string_view(bytes).substr(8, n), path, metadata);
 
   std::map<std::string, LoadedTensor> out;
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   for (auto it = h.begin(); it != h.end(); ++it) {
     const std::string& name = it.key();
     const auto& t = it.value();
-    if (name == "__metadata__") {
-      if (!t.is_object()) throw bad("__metadata__ is not an object");
-      for (auto m = t.begin(); m != t.end(); ++m) {
-        if (!m.value().is_string()) throw bad("__metadata__ values must be strings");
-        if (metadata) (*metadata)[m.key()] = m.value().get<std::string>();
-      }
-      continue;
-    }
+    if (name == "__metadata__") continue;  // checked and copied by parse_header
     const std::string where = "tensor \"" + name + "\": ";
     if (!t.is_object()) throw bad(where + "entry is not an object");
     auto dt = t.find("dtype"), sh = t.find("shape"), of = t.find("data_offsets");

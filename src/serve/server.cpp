@@ -157,15 +157,17 @@ struct Server::Impl {
       t_ctx.start = now_seconds();
       t_ctx.rec.endpoint = route_label(req.path);
       // httplib (0.11) checks --max-body-bytes against Content-Length only: a chunked body, or a
-      // POST without a length (read until the client closes), would be read whole whatever its
-      // size. Such requests are refused before any of the body is read, and the connection closed
-      // (the unread body must not be parsed as the next request).
+      // body-carrying request without a length (read until the client closes), would be read whole
+      // whatever its size. Such requests are refused before any of the body is read. (httplib 0.11
+      // cannot close the connection from here: bytes of the unread body that follow are read as the
+      // next request, which authentication and the limits still apply to; docs/cli.md#serve.)
       const bool chunked = req.has_header("Transfer-Encoding");
-      if (req.method == "POST" && (chunked || !req.has_header("Content-Length"))) {
+      const bool body_method = req.method == "POST" || req.method == "PUT" || req.method == "PATCH" ||
+                               req.method == "DELETE" || req.method == "PRI";
+      if (chunked || (body_method && !req.has_header("Content-Length"))) {
         set_error(res, 411, std::string(chunked ? "Transfer-Encoding is not accepted" : "no Content-Length") +
                                 ": send the body with a Content-Length of at most " + std::to_string(opt.max_body_bytes) +
                                 " bytes (--max-body-bytes)");
-        res.set_header("Connection", "close");
         return httplib::Server::HandlerResponse::Handled;
       }
       return httplib::Server::HandlerResponse::Unhandled;
