@@ -45,6 +45,7 @@ class AdamW {
  private:
   Model& model_;
   OptimConfig cfg_;
+  int frozen_;                // the model's frozen layers when the optimizer was made
   size_t begin_;              // first parameter with moments
   DeviceArray<float> m_, v_;  // (num_params - begin_) each
   int step_ = 0;

@@ -144,6 +144,7 @@ void mark_scratch_dir(const std::string& dir) { write_file_atomic((fs::path(dir)
 std::vector<std::string> remove_stale_temp_dirs(const std::string& parent, const std::string& prefix) {
   std::vector<fs::path> stale;
   std::error_code ec;
+  const std::string me = scratch_owner_id();
   for (const auto& e : fs::directory_iterator(parent, ec)) {
     const std::string name = e.path().filename().string();
     if (name.compare(0, prefix.size(), prefix) != 0) continue;
@@ -159,7 +160,7 @@ std::vector<std::string> remove_stale_temp_dirs(const std::string& parent, const
     } catch (const std::exception&) {
       continue;
     }
-    if (owner == scratch_owner_id() && writer_gone(std::stol(digits))) stale.push_back(e.path());
+    if (owner == me && writer_gone(std::stol(digits))) stale.push_back(e.path());
   }
   std::vector<std::string> removed;
   for (const fs::path& p : stale)

@@ -4,7 +4,6 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <limits>
 
@@ -178,7 +177,6 @@ void write_run_files(const std::string& dir, const ModelConfig& cfg, const float
   write_file_atomic(join(dir, "trainer_state.json"), st.dump(2) + "\n");
 }
 
-// The trainer state's counters are what resume indexes the data with: integers ≥ 0 or refused.
 // The fields resume reads (docs/run-directory.md#trainer-state), each of its type and range:
 // the range train's own flags are checked against, so a bad saved value is this file's fault.
 void check_trainer_state(const nlohmann::json& st, const std::string& path) {
@@ -220,6 +218,18 @@ void check_trainer_state(const nlohmann::json& st, const std::string& path) {
   for (const char* k : {"weight_decay", "clip", "center_coef", "length_lambda"}) need(f, in, k, "a float32 number ≥ 0", number_in(0, FLT_MAX));
   need(f, in, "margin", "a float32 number", number_in(-FLT_MAX, FLT_MAX));
 }
+
+// The trainer state in the metadata of optimizer.safetensors (`path`), checked.
+nlohmann::json trainer_state_of(const std::map<std::string, std::string>& meta, const std::string& path) {
+  nlohmann::json st;
+  try {
+    st = nlohmann::json::parse(meta.at("trainer_state"));
+  } catch (const std::exception&) {
+    throw DataError(path, 0, "missing or invalid trainer_state metadata");
+  }
+  check_trainer_state(st, path);
+  return st;
+}
 }  // namespace
 
 void save_checkpoint(const std::string& dir, Model& model, AdamW& opt, const nlohmann::json& state) {
@@ -258,13 +268,7 @@ nlohmann::json load_checkpoint(const std::string& dir, Model& model, AdamW& opt)
   fill_from(loaded, t, "param.", params.data(), p);
   fill_from(loaded, t, "exp_avg.", m.data(), p);
   fill_from(loaded, t, "exp_avg_sq.", v.data(), p);
-  nlohmann::json st;
-  try {
-    st = nlohmann::json::parse(meta.at("trainer_state"));
-  } catch (const std::exception&) {
-    throw DataError(p, 0, "missing or invalid trainer_state metadata");
-  }
-  check_trainer_state(st, p);
+  const nlohmann::json st = trainer_state_of(meta, p);
   model.set_params(params.data());
   Backend& be = model.backend();
   // moments of parameters frozen in this run are dropped (they get no update while frozen)
@@ -292,15 +296,7 @@ std::vector<std::string> remove_stale_run_temp_files(const std::string& dir) {
 nlohmann::json read_trainer_state(const std::string& dir) {
   // The resume point is optimizer.safetensors (see the commit protocol); trainer_state.json mirrors it.
   const std::string p = join(dir, "optimizer.safetensors");
-  const std::map<std::string, std::string> meta = safetensors_read_metadata(p);
-  nlohmann::json st;
-  try {
-    st = nlohmann::json::parse(meta.at("trainer_state"));
-  } catch (const std::exception&) {
-    throw DataError(p, 0, "missing or invalid trainer_state metadata");
-  }
-  check_trainer_state(st, p);
-  return st;
+  return trainer_state_of(safetensors_read_metadata(p), p);
 }
 
 }  // namespace cairn

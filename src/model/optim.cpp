@@ -19,6 +19,7 @@ float lr_at(const OptimConfig& c, int step) {
 AdamW::AdamW(Model& model, const OptimConfig& cfg)
     : model_(model),
       cfg_(cfg),
+      frozen_(model.frozen_layers()),
       begin_(model.trainable_begin()),
       m_(model.backend(), model.num_params() - begin_),
       v_(model.backend(), model.num_params() - begin_) {
@@ -37,7 +38,7 @@ double AdamW::step() {
   // would not do, NaN·0 is NaN). The step still counts, so the schedule stays aligned.
   if (!std::isfinite(norm)) return norm;
   h.grad_scale = (cfg_.clip > 0 && norm > cfg_.clip) ? static_cast<float>(cfg_.clip / norm) : 1.0f;
-  if (model_.trainable_begin() != begin_)
+  if (model_.frozen_layers() != frozen_)
     throw std::logic_error("AdamW: the model's frozen layers changed after the optimizer was made");
   for (const ParamInfo& p : model_.table().tensors()) {
     if (!model_.trainable(p)) continue;  // frozen: no decay, no moments
