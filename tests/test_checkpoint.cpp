@@ -93,8 +93,63 @@ TEST(Checkpoint, HostileSafetensorsAreRejected) {
       {"three offsets", file_with_header(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4, 8]}})", 4)},
       {"gap before tensor", file_with_header(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})", 8)},
   };
-  for (const auto& c : cases) EXPECT_THROW(safetensors_parse(c.bytes, "x.safetensors"), DataError) << c.what;
+  TempDir d;
+  for (const auto& c : cases) {
+    EXPECT_THROW(safetensors_parse(c.bytes, "x.safetensors"), DataError) << c.what;
+    // the reader that opens files checks its header the same way, against the file's size
+    write_file_atomic(d.file("x.safetensors"), c.bytes);
+    EXPECT_THROW(SafetensorsFile(d.file("x.safetensors")), DataError) << c.what;
+  }
   EXPECT_NO_THROW(safetensors_parse(file_with_header("{" + ok_entry + "}", 16), "ok.safetensors"));
+  write_file_atomic(d.file("ok.safetensors"), file_with_header("{" + ok_entry + "}", 16));
+  EXPECT_NO_THROW(SafetensorsFile(d.file("ok.safetensors")));
+  EXPECT_THROW(SafetensorsFile(d.file("absent.safetensors")), DataError);
+  EXPECT_THROW(SafetensorsFile(d.file("")), DataError);  // a directory
+}
+
+// SafetensorsFile reads, tensor by tensor from disk, exactly what safetensors_parse reads from the
+// bytes in memory: F32, F16 and BF16 (one of them over the 1M-element chunk its widening reads by),
+// and the metadata. A file truncated while open is a DataError naming it.
+TEST(Checkpoint, SafetensorsFileReadsWhatParseReads) {
+  TempDir d;
+  const size_t big = (1u << 20) + 37;  // F16 elements: more than one read chunk
+  std::string data;
+  std::vector<uint16_t> halves(big);
+  for (size_t i = 0; i < big; ++i) halves[i] = static_cast<uint16_t>((i * 2654435761u) >> 7) & 0x7BFF;  // finite
+  data.append(reinterpret_cast<const char*>(halves.data()), 2 * big);
+  const auto f32 = test::rand_vec(6, 3);
+  data.append(reinterpret_cast<const char*>(f32.data()), 24);
+  data.append(reinterpret_cast<const char*>(halves.data()), 8);  // 4 BF16 values
+  const std::string header = R"({"__metadata__": {"k": "v"}, "h": {"dtype": "F16", "shape": [)" + std::to_string(big) +
+                             R"(], "data_offsets": [0, )" + std::to_string(2 * big) + R"(]}, "f": {"dtype": "F32", "shape": [2, 3], "data_offsets": [)" +
+                             std::to_string(2 * big) + ", " + std::to_string(2 * big + 24) +
+                             R"(]}, "b": {"dtype": "BF16", "shape": [4], "data_offsets": [)" + std::to_string(2 * big + 24) + ", " +
+                             std::to_string(2 * big + 32) + "]}}";
+  const std::string bytes = file_with_header(header, 0) + data;
+  std::map<std::string, std::string> meta;
+  const auto want = safetensors_parse(bytes, "x.safetensors", &meta);
+  write_file_atomic(d.file("x.safetensors"), bytes);
+  const SafetensorsFile f(d.file("x.safetensors"));
+  EXPECT_EQ(f.metadata(), meta);
+  ASSERT_EQ(f.tensors().size(), want.size());
+  for (const auto& [name, t] : want) {
+    ASSERT_NE(f.find(name), nullptr) << name;
+    EXPECT_EQ(f.find(name)->shape, t.shape) << name;
+    const LoadedTensor got = f.load(name);
+    ASSERT_EQ(got.data.size(), t.data.size()) << name;
+    EXPECT_EQ(0, std::memcmp(got.data.data(), t.data.data(), 4 * t.data.size())) << name;
+  }
+  EXPECT_EQ(f.find("nope"), nullptr);
+  EXPECT_THROW(f.load("nope"), DataError);
+
+  std::filesystem::resize_file(d.file("x.safetensors"), bytes.size() / 2);
+  try {
+    f.load("f");  // its bytes are past the new end
+    ADD_FAILURE() << "a truncated file was read";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("shrank while open"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("x.safetensors"), std::string::npos) << e.what();
+  }
 }
 
 // Half-precision tensors (what Hugging Face checkpoints hold) widen to fp32 exactly: normal, subnormal,

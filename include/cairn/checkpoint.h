@@ -33,7 +33,10 @@ struct LoadedTensor {
 };
 // A NaN or infinity in `data` is a DataError naming `path`, the tensor and the first bad index: such
 // weights only produce non-finite rewards and losses. Checked on every checkpoint and import load.
-void require_finite(const std::vector<float>& data, const std::string& tensor, const std::string& path);
+void require_finite(const float* data, size_t n, const std::string& tensor, const std::string& path);
+inline void require_finite(const std::vector<float>& data, const std::string& tensor, const std::string& path) {
+  require_finite(data.data(), data.size(), tensor, path);
+}
 
 // Serializes F32 tensors (in the given order) with optional string metadata.
 std::string safetensors_serialize(const std::vector<TensorRef>& tensors,
@@ -47,9 +50,45 @@ void safetensors_write(const std::string& path, const std::vector<TensorRef>& te
 std::map<std::string, LoadedTensor> safetensors_parse(const std::string& bytes, const std::string& path,
                                                       std::map<std::string, std::string>* metadata = nullptr);
 
-// The __metadata__ of a safetensors file, from its header alone (the tensors are neither read nor
-// checked); DataError naming `path` when the header is unreadable.
-std::map<std::string, std::string> safetensors_read_metadata(const std::string& path);
+// A tensor of a safetensors file: where its bytes are (from the start of the data section).
+struct SafetensorsEntry {
+  std::vector<int64_t> shape;
+  std::string dtype;  // F32, F16 or BF16
+  uint64_t offset = 0;
+  uint64_t numel = 1;
+  uint64_t element_size() const;  // 4 or 2 (0: a dtype cairn does not read)
+};
+
+// A safetensors file read tensor by tensor, as GgufFile is: opening it reads the header and checks
+// it exactly as safetensors_parse does (against the file's size); read() then takes one tensor from
+// disk straight into the caller's memory, so loading a checkpoint never holds the file, or a parsed
+// copy of it, in memory. A file that shrinks while open is a DataError naming it, not a crash.
+class SafetensorsFile {
+ public:
+  explicit SafetensorsFile(const std::string& path);  // DataError naming `path`
+  ~SafetensorsFile();
+  SafetensorsFile(SafetensorsFile&& other) noexcept;
+  SafetensorsFile& operator=(SafetensorsFile&&) = delete;
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  const std::map<std::string, SafetensorsEntry>& tensors() const { return tensors_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  const SafetensorsEntry* find(const std::string& name) const;  // nullptr when absent
+  // The tensor's numel values, widened to fp32, into dst (DataError when absent or unreadable).
+  void read(const std::string& name, float* dst) const;
+  LoadedTensor load(const std::string& name) const;
+
+ private:
+  void read_at(uint64_t offset, void* dst, uint64_t n) const;
+
+  std::string path_;
+  int fd_ = -1;
+  uint64_t data_offset_ = 0;  // absolute file offset of the data section
+  std::map<std::string, SafetensorsEntry> tensors_;
+  std::map<std::string, std::string> metadata_;
+};
 
 nlohmann::json config_to_json(const ModelConfig& cfg);
 ModelConfig config_from_json(const nlohmann::json& j, const std::string& path);  // DataError on bad fields

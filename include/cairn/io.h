@@ -2,6 +2,7 @@
 // file in the target's directory, fsync'd, renamed over the target, and the directory fsync'd, so a
 // reader (or a resumed run) sees the old file or the new one, never a torn one.
 #pragma once
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <string_view>
@@ -12,6 +13,9 @@ namespace cairn {
 void write_file_atomic(const std::string& path, std::string_view bytes);
 void copy_file_atomic(const std::string& src, const std::string& dst);
 std::string read_file(const std::string& path);  // DataError when unreadable
+// Reads exactly n bytes at `offset` of the open file `fd` (pread, retried on EINTR and short reads);
+// DataError naming `path` on an error or when the file ends first ("the file shrank while open").
+void read_exactly_at(int fd, uint64_t offset, void* dst, uint64_t n, const std::string& path);
 
 // Removes from `dir` the temp files that writers of these target names left behind when killed
 // (<target>.tmp.<pid>.<n>, the writer's pattern, nothing else), unless process <pid> is still alive

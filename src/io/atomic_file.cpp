@@ -104,6 +104,18 @@ std::string read_file(const std::string& path) {
   return s;
 }
 
+void read_exactly_at(int fd, uint64_t offset, void* dst, uint64_t n, const std::string& path) {
+  auto* out = static_cast<char*>(dst);
+  while (n > 0) {
+    const ssize_t r = ::pread(fd, out, std::min<uint64_t>(n, 1u << 30), static_cast<off_t>(offset));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0)
+      throw DataError(path, 0, "read failed at offset " + std::to_string(offset) +
+                                   (r < 0 ? ": " + std::string(std::strerror(errno)) : ": the file shrank while open"));
+    out += r, offset += static_cast<uint64_t>(r), n -= static_cast<uint64_t>(r);
+  }
+}
+
 std::vector<std::string> remove_stale_temp_files(const std::string& dir, const std::vector<std::string>& targets) {
   std::vector<fs::path> stale;
   std::error_code ec;

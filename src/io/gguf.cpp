@@ -30,6 +30,7 @@
 #include <stdexcept>
 
 #include "cairn/errors.h"
+#include "cairn/io.h"
 #include "util/half.h"
 
 namespace cairn {
@@ -851,16 +852,7 @@ void GgufFile::check_tensor(const GgufTensorInfo& t, bool to_dequantize) const {
 }
 
 void GgufFile::read_at(uint64_t offset, void* dst, uint64_t n) const {
-  auto* out = static_cast<uint8_t*>(dst);
-  while (n > 0) {
-    const ssize_t r = ::pread(fd_, out, std::min<uint64_t>(n, 1u << 30), static_cast<off_t>(offset));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0)
-      throw DataError(path_, 0,
-                      "read failed at offset " + std::to_string(offset) +
-                          (r < 0 ? ": " + std::string(std::strerror(errno)) : ": file shrank while open"));
-    out += r, offset += static_cast<uint64_t>(r), n -= static_cast<uint64_t>(r);
-  }
+  read_exactly_at(fd_, offset, dst, n, path_);
 }
 
 std::vector<uint8_t> GgufFile::read_raw(const GgufTensorInfo& t) const {

@@ -191,7 +191,6 @@ nlohmann::json read_json(const std::string& path) {
 
 // model.safetensors, or the shards listed by model.safetensors.index.json (weight_map name → file).
 Source hf_weights(const std::string& dir) {
-  auto tensors = std::make_shared<std::map<std::string, LoadedTensor>>();
   const fs::path single = fs::path(dir) / "model.safetensors", index = fs::path(dir) / "model.safetensors.index.json";
   std::vector<std::string> files;
   if (fs::exists(single)) {
@@ -212,19 +211,23 @@ Source hf_weights(const std::string& dir) {
   } else {
     throw DataError(dir, 0, "no model.safetensors or model.safetensors.index.json");
   }
-  for (const auto& f : files)
-    for (auto& [name, t] : safetensors_parse(read_file(f), f)) {
-      if (tensors->count(name)) throw DataError(f, 0, "tensor \"" + name + "\" appears in two shards");
-      tensors->emplace(name, std::move(t));
-    }
+  // Opened, not read: each tensor is read from its shard when the filler asks for it.
+  auto shards = std::make_shared<std::vector<SafetensorsFile>>();
+  auto where = std::make_shared<std::map<std::string, size_t>>();  // tensor → shard
   Source s;
   s.path = dir;
-  for (const auto& [name, t] : *tensors) s.elements += t.data.size();
-  s.has = [tensors](const std::string& n) { return tensors->count(n) > 0; };
-  s.get = [tensors, dir](const std::string& n) {
-    auto it = tensors->find(n);
-    if (it == tensors->end()) throw DataError(dir, 0, "missing tensor \"" + n + "\"");
-    return it->second;
+  for (const auto& f : files) {
+    shards->emplace_back(f);
+    for (const auto& [name, e] : shards->back().tensors()) {
+      if (!where->emplace(name, shards->size() - 1).second) throw DataError(f, 0, "tensor \"" + name + "\" appears in two shards");
+      s.elements += e.numel;
+    }
+  }
+  s.has = [where](const std::string& n) { return where->count(n) > 0; };
+  s.get = [shards, where, dir](const std::string& n) {
+    auto it = where->find(n);
+    if (it == where->end()) throw DataError(dir, 0, "missing tensor \"" + n + "\"");
+    return (*shards)[it->second].load(n);
   };
   return s;
 }

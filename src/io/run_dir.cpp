@@ -36,42 +36,49 @@ std::vector<TensorRef> table_refs(const ParamTable& t, const float* base, const 
   return refs;
 }
 
-// Checks that every tensor of the table (under prefix) is in `loaded` with its exact shape.
+// Checks that every tensor of the table (under prefix) is in the file with its exact shape.
 // Runs before anything of the table's size is allocated: a config.json claiming a huge model next
 // to a small weights file is a DataError, not a multi-gigabyte allocation.
-void check_shapes(const std::map<std::string, LoadedTensor>& loaded, const ParamTable& t, const std::string& prefix,
-                  const std::string& path) {
+void check_shapes(const SafetensorsFile& f, const ParamTable& t, const std::string& prefix) {
   for (const auto& p : t.tensors()) {
-    auto it = loaded.find(prefix + p.name);
-    if (it == loaded.end()) throw DataError(path, 0, "missing tensor \"" + prefix + p.name + "\"");
-    if (it->second.shape != p.shape) {
+    const SafetensorsEntry* e = f.find(prefix + p.name);
+    if (!e) throw DataError(f.path(), 0, "missing tensor \"" + prefix + p.name + "\"");
+    if (e->shape != p.shape) {
       std::string got, want;
-      for (auto d : it->second.shape) got += (got.empty() ? "" : ",") + std::to_string(d);
+      for (auto d : e->shape) got += (got.empty() ? "" : ",") + std::to_string(d);
       for (auto d : p.shape) want += (want.empty() ? "" : ",") + std::to_string(d);
-      throw DataError(path, 0, "tensor \"" + prefix + p.name + "\" has shape [" + got + "], config.json implies [" + want + "]");
+      throw DataError(f.path(), 0, "tensor \"" + prefix + p.name + "\" has shape [" + got + "], config.json implies [" + want + "]");
     }
   }
 }
 
-// Copies every tensor of the table (under prefix) out of `loaded` into dst (shapes checked first,
-// values finite).
-void fill_from(const std::map<std::string, LoadedTensor>& loaded, const ParamTable& t, const std::string& prefix,
-               float* dst, const std::string& path) {
-  check_shapes(loaded, t, prefix, path);
+// Reads the table's tensors (under prefix) from the file, each checked finite, into `dst`, a buffer
+// of backend `be` (host memory when null) holding the parameters from offset `begin` (a tensor
+// boundary; the tensors below it are not read). One tensor at a time passes through host memory on
+// a device backend; on a host one the file is read straight into `dst`.
+void read_table(const SafetensorsFile& f, const ParamTable& t, const std::string& prefix, Backend* be, float* dst,
+                size_t begin = 0) {
+  std::vector<float> staging;
   for (const auto& p : t.tensors()) {
-    const auto& d = loaded.at(prefix + p.name).data;
-    require_finite(d, prefix + p.name, path);
-    std::copy(d.begin(), d.end(), dst + p.offset);
+    if (p.offset < begin) continue;
+    const std::string name = prefix + p.name;
+    float* out = dst + (p.offset - begin);
+    const bool direct = !be || be->host_memory();
+    if (!direct) staging.resize(p.numel);
+    float* host = direct ? out : staging.data();
+    f.read(name, host);
+    require_finite(host, p.numel, name, f.path());
+    if (!direct) be->to_device(out, host, p.numel * sizeof(float));
   }
 }
 
 }  // namespace
 
-void require_finite(const std::vector<float>& d, const std::string& tensor, const std::string& path) {
-  const auto bad = std::find_if(d.begin(), d.end(), [](float x) { return !std::isfinite(x); });
-  if (bad != d.end())
+void require_finite(const float* d, size_t n, const std::string& tensor, const std::string& path) {
+  const float* bad = std::find_if(d, d + n, [](float x) { return !std::isfinite(x); });
+  if (bad != d + n)
     throw DataError(path, 0, "tensor \"" + tensor + "\" holds " + (std::isnan(*bad) ? "NaN" : "an infinity") +
-                                 " at index " + std::to_string(bad - d.begin()));
+                                 " at index " + std::to_string(bad - d));
 }
 
 nlohmann::json config_to_json(const ModelConfig& c) {
@@ -150,14 +157,13 @@ ModelConfig read_config(const std::string& dir) {
 void load_model(const std::string& dir, ModelConfig* cfg, std::vector<float>* params) {
   *cfg = read_config(dir);
   ParamTable t(*cfg);
-  const std::string p = join(dir, "model.safetensors");
-  auto loaded = safetensors_parse(read_file(p), p);
-  if (loaded.size() != t.tensors().size())
-    for (const auto& [name, _] : loaded)
-      if (!t.find(name)) throw DataError(p, 0, "unexpected tensor \"" + name + "\" (not in this config)");
-  check_shapes(loaded, t, "", p);  // before allocating t.total() floats
+  const SafetensorsFile f(join(dir, "model.safetensors"));
+  if (f.tensors().size() != t.tensors().size())
+    for (const auto& [name, _] : f.tensors())
+      if (!t.find(name)) throw DataError(f.path(), 0, "unexpected tensor \"" + name + "\" (not in this config)");
+  check_shapes(f, t, "");  // before allocating t.total() floats
   params->assign(t.total(), 0.0f);
-  fill_from(loaded, t, "", params->data(), p);
+  read_table(f, t, "", nullptr, params->data());
 }
 
 void save_config(const std::string& dir, const ModelConfig& cfg) {
@@ -259,26 +265,22 @@ void save_checkpoint(const std::string& dir, Model& model, AdamW& opt, const nlo
 }
 
 nlohmann::json load_checkpoint(const std::string& dir, Model& model, AdamW& opt) {
-  const std::string p = join(dir, "optimizer.safetensors");
-  std::map<std::string, std::string> meta;
-  auto loaded = safetensors_parse(read_file(p), p, &meta);
+  const SafetensorsFile f(join(dir, "optimizer.safetensors"));
+  const nlohmann::json st = trainer_state_of(f.metadata(), f.path());
   const ParamTable& t = model.table();
-  const size_t n = t.total();
-  std::vector<float> params(n), m(n), v(n);
-  fill_from(loaded, t, "param.", params.data(), p);
-  fill_from(loaded, t, "exp_avg.", m.data(), p);
-  fill_from(loaded, t, "exp_avg_sq.", v.data(), p);
-  const nlohmann::json st = trainer_state_of(meta, p);
-  model.set_params(params.data());
+  for (const char* prefix : {"param.", "exp_avg.", "exp_avg_sq."}) check_shapes(f, t, prefix);
+  // Straight into the model's and the optimizer's buffers, a tensor at a time. Moments of parameters
+  // frozen in this run are not read (they get no update while frozen).
   Backend& be = model.backend();
-  // moments of parameters frozen in this run are dropped (they get no update while frozen)
-  const size_t k = opt.moments_begin();
-  be.to_device(opt.m(), m.data() + k, opt.moments_size() * sizeof(float));
-  be.to_device(opt.v(), v.data() + k, opt.moments_size() * sizeof(float));
+  read_table(f, t, "param.", &be, model.params());
+  read_table(f, t, "exp_avg.", &be, opt.m(), opt.moments_begin());
+  read_table(f, t, "exp_avg_sq.", &be, opt.v(), opt.moments_begin());
   opt.set_steps_done(st.value("optimizer_step", st["step"].get<int>()));
   // A kill between the commit and the last derived write left those files one checkpoint behind:
   // rewrite them from the commit point, so they never lag the resumed state.
-  write_run_files(dir, model.config(), params.data(), st);
+  std::vector<float> host;
+  if (!be.host_memory()) host.resize(t.total()), model.get_params(host.data());
+  write_run_files(dir, model.config(), be.host_memory() ? model.params() : host.data(), st);
   return st;
 }
 
@@ -296,7 +298,7 @@ std::vector<std::string> remove_stale_run_temp_files(const std::string& dir) {
 nlohmann::json read_trainer_state(const std::string& dir) {
   // The resume point is optimizer.safetensors (see the commit protocol); trainer_state.json mirrors it.
   const std::string p = join(dir, "optimizer.safetensors");
-  return trainer_state_of(safetensors_read_metadata(p), p);
+  return trainer_state_of(SafetensorsFile(p).metadata(), p);
 }
 
 }  // namespace cairn

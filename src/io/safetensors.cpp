@@ -6,8 +6,12 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <set>
+#include <utility>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cairn/checkpoint.h"
 #include "cairn/errors.h"
@@ -121,33 +125,11 @@ nlohmann::json parse_header(std::string_view header, const std::string& path, st
   return h;
 }
 
-}  // namespace
-
-std::map<std::string, std::string> safetensors_read_metadata(const std::string& path) {
-  if (std::filesystem::is_directory(path)) throw DataError(path, 0, "cannot open: Is a directory");
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw DataError(path, 0, std::string("cannot open: ") + std::strerror(errno));
-  f.seekg(0, std::ios::end);
-  const uint64_t size = static_cast<uint64_t>(std::max<std::streamoff>(0, f.tellg()));
-  f.seekg(0);
-  unsigned char first8[8] = {};
-  if (size >= 8 && !f.read(reinterpret_cast<char*>(first8), 8)) throw DataError(path, 0, "cannot read");
-  const uint64_t n = header_length(first8, size, path);
-  std::string header(n, '\0');
-  if (!f.read(header.data(), static_cast<std::streamsize>(n))) throw DataError(path, 0, "cannot read");
-  std::map<std::string, std::string> meta;
-  parse_header(header, path, &meta);
-  return meta;
-}
-
-std::map<std::string, LoadedTensor> safetensors_parse(const std::string& bytes, const std::string& path,
-                                                      std::map<std::string, std::string>* metadata) {
+// Every tensor entry of a parsed header, checked against a data section of data_len bytes: dtype
+// (F32, F16, BF16), shape, offsets matching the shape, and the entries tiling the section exactly.
+std::map<std::string, SafetensorsEntry> index_entries(const nlohmann::json& h, uint64_t data_len, const std::string& path) {
   auto bad = [&](const std::string& msg) { return bad_file(path, msg); };
-  const uint64_t n = header_length(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), path);
-  const uint64_t data_len = bytes.size() - 8 - n;
-  const nlohmann::json h = parse_header(std::string_view(bytes).substr(8, n), path, metadata);
-
-  std::map<std::string, LoadedTensor> out;
+  std::map<std::string, SafetensorsEntry> out;
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   for (auto it = h.begin(); it != h.end(); ++it) {
     const std::string& name = it.key();
@@ -157,34 +139,26 @@ std::map<std::string, LoadedTensor> safetensors_parse(const std::string& bytes, 
     if (!t.is_object()) throw bad(where + "entry is not an object");
     auto dt = t.find("dtype"), sh = t.find("shape"), of = t.find("data_offsets");
     if (dt == t.end() || !dt->is_string()) throw bad(where + "missing dtype");
-    const std::string dtype = dt->get<std::string>();
-    const uint64_t esize = dtype == "F32" ? 4 : (dtype == "F16" || dtype == "BF16") ? 2 : 0;
-    if (!esize) throw bad(where + "dtype " + dtype + " is not supported (F32, F16, BF16)");
+    SafetensorsEntry e;
+    e.dtype = dt->get<std::string>();
+    const uint64_t esize = e.element_size();
+    if (!esize) throw bad(where + "dtype " + e.dtype + " is not supported (F32, F16, BF16)");
     if (sh == t.end() || !sh->is_array() || sh->size() > 8) throw bad(where + "missing or invalid shape");
-    uint64_t numel = 1;
-    LoadedTensor lt;
     for (const auto& d : *sh) {
       if (!d.is_number_integer() || d.get<int64_t>() < 0 || d.get<int64_t>() > (1ll << 32)) throw bad(where + "invalid dimension");
       const uint64_t v = d.get<uint64_t>();
-      if (v != 0 && numel > data_len / v) throw bad(where + "shape larger than the file");
-      numel *= v;
-      lt.shape.push_back(static_cast<int64_t>(v));
+      if (v != 0 && e.numel > data_len / v) throw bad(where + "shape larger than the file");
+      e.numel *= v;
+      e.shape.push_back(static_cast<int64_t>(v));
     }
     if (of == t.end() || !of->is_array() || of->size() != 2 || !(*of)[0].is_number_unsigned() || !(*of)[1].is_number_unsigned())
       throw bad(where + "missing or invalid data_offsets");
-    const uint64_t b = (*of)[0].get<uint64_t>(), e = (*of)[1].get<uint64_t>();
-    if (b > e || e > data_len) throw bad(where + "data_offsets outside the data section");
-    if (e - b != esize * numel) throw bad(where + "data_offsets do not match its shape");
-    ranges.push_back({b, e});
-    lt.data.resize(numel);
-    const char* src = bytes.data() + 8 + n + b;
-    if (esize == 4 && numel) std::memcpy(lt.data.data(), src, 4 * numel);
-    for (uint64_t i = 0; esize == 2 && i < numel; ++i) {
-      uint16_t h;
-      std::memcpy(&h, src + 2 * i, 2);
-      lt.data[i] = dtype == "BF16" ? bf16_to_float(h) : f16_to_float(h);
-    }
-    out.emplace(name, std::move(lt));
+    const uint64_t b = (*of)[0].get<uint64_t>(), end = (*of)[1].get<uint64_t>();
+    if (b > end || end > data_len) throw bad(where + "data_offsets outside the data section");
+    if (end - b != esize * e.numel) throw bad(where + "data_offsets do not match its shape");
+    e.offset = b;
+    ranges.push_back({b, end});
+    out.emplace(name, std::move(e));
   }
   std::sort(ranges.begin(), ranges.end());
   uint64_t end = 0;
@@ -195,6 +169,99 @@ std::map<std::string, LoadedTensor> safetensors_parse(const std::string& bytes, 
   }
   if (end != data_len) throw bad(std::to_string(data_len - end) + " bytes of data belong to no tensor");
   return out;
+}
+
+// n elements of `dtype` at src, widened to fp32 into dst.
+void widen(const std::string& dtype, const char* src, uint64_t n, float* dst) {
+  if (dtype == "F32") {
+    if (n) std::memcpy(dst, src, 4 * n);
+    return;
+  }
+  const bool bf16 = dtype == "BF16";
+  for (uint64_t i = 0; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    dst[i] = bf16 ? bf16_to_float(h) : f16_to_float(h);
+  }
+}
+
+}  // namespace
+
+uint64_t SafetensorsEntry::element_size() const {
+  return dtype == "F32" ? 4 : (dtype == "F16" || dtype == "BF16") ? 2 : 0;
+}
+
+std::map<std::string, LoadedTensor> safetensors_parse(const std::string& bytes, const std::string& path,
+                                                      std::map<std::string, std::string>* metadata) {
+  const uint64_t n = header_length(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), path);
+  const nlohmann::json h = parse_header(std::string_view(bytes).substr(8, n), path, metadata);
+  std::map<std::string, LoadedTensor> out;
+  for (auto& [name, e] : index_entries(h, bytes.size() - 8 - n, path)) {
+    LoadedTensor lt{e.shape, std::vector<float>(e.numel)};
+    widen(e.dtype, bytes.data() + 8 + n + e.offset, e.numel, lt.data.data());
+    out.emplace(name, std::move(lt));
+  }
+  return out;
+}
+
+SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
+  if (std::filesystem::is_directory(path)) throw DataError(path, 0, "cannot open: Is a directory");
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) throw DataError(path, 0, std::string("cannot open: ") + std::strerror(errno));
+  try {
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) throw DataError(path, 0, std::string("cannot stat: ") + std::strerror(errno));
+    const uint64_t size = static_cast<uint64_t>(std::max<off_t>(0, st.st_size));
+    unsigned char first8[8] = {};
+    if (size >= 8) read_at(0, first8, 8);
+    const uint64_t n = header_length(first8, size, path);
+    std::string header(n, '\0');
+    read_at(8, header.data(), n);
+    data_offset_ = 8 + n;
+    tensors_ = index_entries(parse_header(header, path, &metadata_), size - data_offset_, path);
+  } catch (...) {
+    ::close(fd_);
+    throw;
+  }
+}
+
+SafetensorsFile::~SafetensorsFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept
+    : path_(std::move(o.path_)), fd_(std::exchange(o.fd_, -1)), data_offset_(o.data_offset_),
+      tensors_(std::move(o.tensors_)), metadata_(std::move(o.metadata_)) {}
+
+const SafetensorsEntry* SafetensorsFile::find(const std::string& name) const {
+  auto it = tensors_.find(name);
+  return it == tensors_.end() ? nullptr : &it->second;
+}
+
+void SafetensorsFile::read_at(uint64_t offset, void* dst, uint64_t n) const {
+  read_exactly_at(fd_, offset, dst, n, path_);
+}
+
+void SafetensorsFile::read(const std::string& name, float* dst) const {
+  const SafetensorsEntry* e = find(name);
+  if (!e) throw DataError(path_, 0, "missing tensor \"" + name + "\"");
+  if (e->dtype == "F32") return read_at(data_offset_ + e->offset, dst, 4 * e->numel);
+  // half types: read in chunks and widen
+  constexpr uint64_t kChunk = 1 << 20;
+  std::vector<char> buf(2 * std::min(kChunk, e->numel));
+  for (uint64_t i = 0; i < e->numel; i += kChunk) {
+    const uint64_t k = std::min(kChunk, e->numel - i);
+    read_at(data_offset_ + e->offset + 2 * i, buf.data(), 2 * k);
+    widen(e->dtype, buf.data(), k, dst + i);
+  }
+}
+
+LoadedTensor SafetensorsFile::load(const std::string& name) const {
+  const SafetensorsEntry* e = find(name);
+  if (!e) throw DataError(path_, 0, "missing tensor \"" + name + "\"");
+  LoadedTensor t{e->shape, std::vector<float>(e->numel)};
+  read(name, t.data.data());
+  return t;
 }
 
 }  // namespace cairn
