@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 """cairn vs transformers: one reward-model training step of a pretrained backbone (SmolLM2-135M by
-default), same weights, batch, sequence length, frozen blocks and thread count, fp32 on the CPU.
+default), same weights, batch, sequence length and frozen blocks: fp32 on the CPU (same thread
+count), or on a GPU with --device cuda (cairn's bf16 GEMMs and bf16 flash attention against
+PyTorch's bf16 autocast, SDPA attention and fused AdamW: how people train there).
 
 Alternates --rounds rounds of `cairn bench train --init MODEL --json` and the same step in
-transformers 4.44 (LlamaForSequenceClassification, eager attention: forward of chosen + rejected,
-Bradley–Terry loss, backward, global-norm clip, AdamW over the trainable parameters), so machine
-drift hits both alike; prints the median tokens/s of each and the ratio. Run with the .venv python
-(scripts/setup.sh) — it has transformers and gguf:
+transformers (LlamaForSequenceClassification: forward of chosen + rejected, Bradley–Terry loss,
+backward, global-norm clip, AdamW over the trainable parameters; eager attention on the CPU, SDPA on
+the GPU), so machine drift hits both alike; prints the median tokens/s of each and the ratio. Run
+with the .venv python (scripts/setup.sh) — it has transformers and gguf — or any python with
+torch, transformers 4.44+ and gguf:
 
     .venv/bin/python bench/compare_torch_pretrained.py --cairn build/cairn --batch-pairs 2 --seq-len 256
+    python3 bench/compare_torch_pretrained.py --device cuda --batch-pairs 16 --seq-len 512
 """
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -20,13 +25,24 @@ import time
 
 import torch
 import torch.nn.functional as F
+import transformers
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
 from hf_reference import gguf_llama  # noqa: E402
 
 
+def set_attention(model, impl):
+    if hasattr(model, "set_attn_implementation"):  # transformers 5
+        model.set_attn_implementation(impl)
+    else:
+        model.config._attn_implementation = impl
+    return model.config._attn_implementation
+
+
 def torch_setup(args):
-    torch.set_num_threads(args.threads)
+    cuda = args.device == "cuda"
+    if not cuda:
+        torch.set_num_threads(args.threads)
     from transformers import LlamaForSequenceClassification
     backbone = gguf_llama(args.model)
     cfg = backbone.config
@@ -34,23 +50,27 @@ def torch_setup(args):
     model = LlamaForSequenceClassification(cfg)
     model.model.load_state_dict(backbone.state_dict())
     del backbone
-    model.config._attn_implementation = "eager"
+    args.torch_attention = set_attention(model, "sdpa" if cuda else "eager")
+    model.to(args.device)
     for i, layer in enumerate(model.model.layers):
         layer.requires_grad_(i >= args.freeze_layers)
     if args.freeze_layers > 0:
         model.model.embed_tokens.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.01)
+    opt = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.01, **({"fused": True} if cuda else {}))
     B, T = 2 * args.batch_pairs, args.seq_len
-    ids = torch.randint(3, cfg.vocab_size, (B, T), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(3, cfg.vocab_size, (B, T), generator=torch.Generator().manual_seed(1)).to(args.device)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        r = model(input_ids=ids).logits[:, 0]
+        with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext():
+            r = model(input_ids=ids).logits[:, 0].float()
         loss = -F.logsigmoid(r[0::2] - r[1::2]).mean()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        if cuda:
+            torch.cuda.synchronize()
 
     for _ in range(args.warmup):
         step()
@@ -68,8 +88,9 @@ def torch_setup(args):
 
 def cairn_round(args):
     cmd = [args.cairn, "bench", "train", "--init", args.model, "--batch-pairs", str(args.batch_pairs), "--seq-len",
-           str(args.seq_len), "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
-           "--freeze-layers", str(args.freeze_layers), "--no-sgemm", "--json"]
+           str(args.seq_len), "--steps", str(args.steps), "--warmup", str(args.warmup), "--freeze-layers",
+           str(args.freeze_layers), "--no-sgemm", "--json", "--device", args.device]
+    cmd += ["--cuda-math", args.cuda_math] if args.device == "cuda" else ["--threads", str(args.threads)]
     j = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     return j["tokens_per_s"], j
 
@@ -81,7 +102,9 @@ def main():
     ap.add_argument("--batch-pairs", type=int, default=2)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--freeze-layers", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="cpu: threads of both")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--cuda-math", default="bf16", help="cuda: cairn's GEMM precision (bf16|tf32|fp32)")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
@@ -96,11 +119,15 @@ def main():
         cairn_tps.append(c), torch_tps.append(t)
         print(f"round {r + 1}: cairn {c:.1f} tokens/s, transformers {t:.1f} tokens/s, ratio {c / t:.2f}", file=sys.stderr)
     out = {"bench": "train_pretrained_vs_transformers", "model": args.model, "batch_pairs": args.batch_pairs,
-           "seq_len": args.seq_len, "freeze_layers": args.freeze_layers, "threads": args.threads,
+           "seq_len": args.seq_len, "freeze_layers": args.freeze_layers, "device": args.device,
+           "threads": args.threads if args.device == "cpu" else None,
+           "cuda_math": args.cuda_math if args.device == "cuda" else None,
+           "torch_attention": args.torch_attention, "torch_autocast": "bf16" if args.device == "cuda" else None,
            "cairn_tokens_per_s": statistics.median(cairn_tps), "torch_tokens_per_s": statistics.median(torch_tps),
            "ratio": statistics.median(cairn_tps) / statistics.median(torch_tps),
            "rounds": [{"cairn": c, "torch": t} for c, t in zip(cairn_tps, torch_tps)],
-           "torch_version": torch.__version__, "transformers_load_s": torch_load_s,
+           "torch_version": torch.__version__, "transformers_version": transformers.__version__,
+           "transformers_load_s": torch_load_s, "cairn_device": last["device"],
            "cairn_peak_rss_mib": last["peak_rss_mib"], "cairn_op_profile": last["op_profile"]}
     print(json.dumps(out))
 

@@ -10,6 +10,9 @@ configuration and a summary with the ratios against the one-process baseline mea
 invocation.
 
   python3 bench/dp_scaling.py --presets small base --steps 12 --out bench/results/.../dp.jsonl
+
+With --device cuda (one GPU): one process against `mpirun -np 1`, whose gradients go through the
+NCCL path (ncclAllReduce on one rank: the code path and its fixed costs, not a scaling figure).
 """
 import argparse, json, os, statistics, subprocess, sys, tempfile
 
@@ -33,6 +36,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2, help="cores used by every configuration")
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--max-seq-len", type=int, default=256)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--mpirun", default="mpirun")
     ap.add_argument("--out", help="also append the JSON lines here")
     a = ap.parse_args()
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
@@ -45,23 +50,28 @@ def main():
     configs = [("1 process x %d threads" % T, 1, T, []),
                ("%d ranks x %d threads, overlap" % (K, T // K), K, T // K, []),
                ("%d ranks x %d threads, after backward" % (K, T // K), K, T // K, ["--no-overlap"])]
+    if a.device == "cuda":
+        configs = [("1 process, 1 GPU", 1, T, []),
+                   ("mpirun -np 1, NCCL, overlap", 1, T, ["--mpi"]),
+                   ("mpirun -np 1, NCCL, after backward", 1, T, ["--mpi", "--no-overlap"])]
     lines = []
     for preset in a.presets:
         base = None
-        for name, ranks, threads, extra in configs:
-            out = os.path.join(tmp, f"{preset}-{ranks}-{len(extra)}")
+        for i, (name, ranks, threads, extra) in enumerate(configs):
+            out = os.path.join(tmp, f"{preset}-{i}")
             cmd = [a.cairn, "train", "--train", pairs, "--tokenizer", tok, "--out", out, "--preset", preset,
                    "--max-seq-len", str(a.max_seq_len), "--steps", str(a.steps), "--batch-pairs", str(a.batch_pairs),
                    "--threads", str(threads), "--log-every", "1", "--eval-every", str(10 ** 6),
-                   "--save-every", str(10 ** 6), "--seed", "3"] + extra
-            if ranks > 1:
-                cmd = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(ranks)] + cmd
+                   "--save-every", str(10 ** 6), "--seed", "3", "--device", a.device] + [x for x in extra if x != "--mpi"]
+            if ranks > 1 or "--mpi" in extra:
+                cmd = [a.mpirun, "--oversubscribe", "--bind-to", "none", "-np", str(ranks)] + cmd
             run(cmd, env)
             m = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))][2:]
             step = statistics.median(a.batch_pairs / r["pairs_per_s"] for r in m)
             comm = statistics.median(r.get("allreduce_s", 0.0) for r in m)
             rec = {"bench": "dp_step", "preset": preset, "config": name, "ranks": ranks, "threads_per_rank": threads,
-                   "overlap": ranks > 1 and not extra, "steps_measured": len(m), "batch_pairs": a.batch_pairs,
+                   "device": a.device, "mpi": ranks > 1 or "--mpi" in extra,
+                   "overlap": (ranks > 1 or "--mpi" in extra) and "--no-overlap" not in extra, "steps_measured": len(m), "batch_pairs": a.batch_pairs,
                    "max_seq_len": a.max_seq_len, "step_s_median": step, "allreduce_s_median": comm,
                    "allreduce_share": comm / step if step else 0.0,
                    "pairs_per_s_median": statistics.median(r["pairs_per_s"] for r in m)}

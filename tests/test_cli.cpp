@@ -129,6 +129,18 @@ TEST(Cli, PrefixSharingTrainsAndEvaluatesAsTheUnsharedLayout) {
     EXPECT_EQ(ja.contains("pairs_per_s"), true);
   }
   EXPECT_EQ(lines, 4);
+  // the tokens per pass train announces (what a run is planned by) are the ones eval computes on the
+  // same pairs, with and without sharing
+  const auto per_pass = [](const std::string& out) {
+    const size_t at = out.find(" tokens per pass");
+    const size_t open = out.rfind('(', at);
+    return at == std::string::npos || open == std::string::npos ? -1L : std::stol(out.substr(open + 1, at - open - 1));
+  };
+  CliResult et = cairn_run("eval --json --model " + d.file("on") + " --pairs " + train);
+  ASSERT_EQ(et.code, 0) << et.out;
+  const auto jt = nlohmann::json::parse(et.out.substr(et.out.find('{')));
+  EXPECT_EQ(per_pass(on.out), jt["computed_tokens"].get<long>()) << on.out;
+  EXPECT_EQ(per_pass(off.out), jt["sequence_tokens"].get<long>()) << off.out;
   EXPECT_EQ(cairn_run("train " + common + d.file("bad") + " --prefix-sharing sometimes").code, 2);
   EXPECT_EQ(cairn_run("train " + common + d.file("bad") + " --prefix-sharing on --no-prefix-sharing").code, 2);
   for (const char* run : {"on", "off"}) {

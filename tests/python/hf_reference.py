@@ -61,7 +61,11 @@ def make_tiny(kind, out, seed):
 def gguf_llama(path):
     import gguf
     from transformers import LlamaConfig, LlamaModel
-    from transformers.modeling_gguf_pytorch_utils import reverse_permute_weights
+    try:  # transformers 4.x
+        from transformers.modeling_gguf_pytorch_utils import reverse_permute_weights
+    except ImportError:  # 5.x moved it into the llama tensor processor
+        from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
+        reverse_permute_weights = LlamaTensorProcessor()._reverse_permute_weights
     r = gguf.GGUFReader(path)
 
     def field(k):
@@ -93,7 +97,7 @@ def gguf_llama(path):
             w = reverse_permute_weights(w, n_head, n_head)
         elif kind == "attn_k":
             w = reverse_permute_weights(w, n_head, n_kv)
-        sd[key] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
+        sd[key] = torch.from_numpy(np.array(w, dtype=np.float32))  # a writable copy
     model = LlamaModel(cfg)
     missing, unexpected = model.load_state_dict(sd, strict=False)
     assert not unexpected and all("rotary" in m for m in missing), (missing, unexpected)
