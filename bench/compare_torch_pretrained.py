@@ -91,7 +91,10 @@ def cairn_round(args):
            str(args.seq_len), "--steps", str(args.steps), "--warmup", str(args.warmup), "--freeze-layers",
            str(args.freeze_layers), "--no-sgemm", "--json", "--device", args.device]
     cmd += ["--cuda-math", args.cuda_math] if args.device == "cuda" else ["--threads", str(args.threads)]
-    j = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"cairn failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
+    j = json.loads(p.stdout)
     return j["tokens_per_s"], j
 
 

@@ -21,7 +21,10 @@ root = os.path.dirname(here)
 
 
 def run(cmd, env=None):
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    try:  # bounded: a hung collective must not hold the machine
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    except subprocess.TimeoutExpired as e:
+        sys.exit(f"timed out after {e.timeout} s: {' '.join(cmd)}\n{e.stdout or ''}\n{e.stderr or ''}")
     if p.returncode != 0:
         sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
     return p

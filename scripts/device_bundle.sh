@@ -80,7 +80,7 @@ gguf_version=$(.venv/bin/python -c "import importlib.metadata as m; print(m.vers
 
 echo "== data: full judgments as pairs"
 for s in train valid; do
-  build/cairn pairs --from alpaca-eval --input "$JUDGMENTS/$s.jsonl.gz" --output "$stage/$s.pairs.jsonl" | tail -1
+  "$BUILD/cairn" pairs --from alpaca-eval --input "$JUDGMENTS/$s.jsonl.gz" --output "$stage/$s.pairs.jsonl" | tail -1
   xz_cached "$stage/$s.pairs.jsonl" "$OUT/c/$s.pairs.jsonl.xz"
 done
 

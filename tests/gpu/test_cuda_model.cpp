@@ -303,7 +303,7 @@ TEST(CudaModel, DataParallelPathWithOneRankMatchesOneProcess) {
   const std::string flags = " --device cuda --cuda-math fp32 --train " + d.file("pairs.jsonl") + " --tokenizer " +
                             d.file("tok.model") + " --preset tiny --steps 10 --batch-pairs 8 --log-every 1 --out ";
   ASSERT_EQ(run("train" + flags + d.file("one"), &out), 0) << out;
-  ASSERT_EQ(run_shell("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 1 " + cairn_binary() + " train" +
+  ASSERT_EQ(run_shell("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 180 mpirun --bind-to none -np 1 " + cairn_binary() + " train" +
                           flags + d.file("dp"),
                       &out),
             0)
