@@ -50,31 +50,31 @@ def main():
          "--output", pairs])
     run([a.cairn, "tokenizer", "train", "--input", pairs, "--out", tok, "--vocab-size", "8192"])
     K, T = a.ranks, a.threads
-    configs = [("1 process x %d threads" % T, 1, T, []),
-               ("%d ranks x %d threads, overlap" % (K, T // K), K, T // K, []),
-               ("%d ranks x %d threads, after backward" % (K, T // K), K, T // K, ["--no-overlap"])]
+    # (name, ranks, threads per rank, under mpirun, overlap the all-reduce with backward)
+    configs = [("1 process x %d threads" % T, 1, T, False, False),
+               ("%d ranks x %d threads, overlap" % (K, T // K), K, T // K, True, True),
+               ("%d ranks x %d threads, after backward" % (K, T // K), K, T // K, True, False)]
     if a.device == "cuda":
-        configs = [("1 process, 1 GPU", 1, T, []),
-                   ("mpirun -np 1, NCCL, overlap", 1, T, ["--mpi"]),
-                   ("mpirun -np 1, NCCL, after backward", 1, T, ["--mpi", "--no-overlap"])]
+        configs = [("1 process, 1 GPU", 1, T, False, False),
+                   ("mpirun -np 1, NCCL, overlap", 1, T, True, True),
+                   ("mpirun -np 1, NCCL, after backward", 1, T, True, False)]
     lines = []
     for preset in a.presets:
         base = None
-        for i, (name, ranks, threads, extra) in enumerate(configs):
+        for i, (name, ranks, threads, mpi, overlap) in enumerate(configs):
             out = os.path.join(tmp, f"{preset}-{i}")
             cmd = [a.cairn, "train", "--train", pairs, "--tokenizer", tok, "--out", out, "--preset", preset,
                    "--max-seq-len", str(a.max_seq_len), "--steps", str(a.steps), "--batch-pairs", str(a.batch_pairs),
                    "--threads", str(threads), "--log-every", "1", "--eval-every", str(10 ** 6),
-                   "--save-every", str(10 ** 6), "--seed", "3", "--device", a.device] + [x for x in extra if x != "--mpi"]
-            if ranks > 1 or "--mpi" in extra:
+                   "--save-every", str(10 ** 6), "--seed", "3", "--device", a.device] + ([] if overlap else ["--no-overlap"])
+            if mpi:
                 cmd = [a.mpirun, "--oversubscribe", "--bind-to", "none", "-np", str(ranks)] + cmd
             run(cmd, env)
             m = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))][2:]
             step = statistics.median(a.batch_pairs / r["pairs_per_s"] for r in m)
             comm = statistics.median(r.get("allreduce_s", 0.0) for r in m)
             rec = {"bench": "dp_step", "preset": preset, "config": name, "ranks": ranks, "threads_per_rank": threads,
-                   "device": a.device, "mpi": ranks > 1 or "--mpi" in extra,
-                   "overlap": (ranks > 1 or "--mpi" in extra) and "--no-overlap" not in extra, "steps_measured": len(m), "batch_pairs": a.batch_pairs,
+                   "device": a.device, "mpi": mpi, "overlap": overlap, "steps_measured": len(m), "batch_pairs": a.batch_pairs,
                    "max_seq_len": a.max_seq_len, "step_s_median": step, "allreduce_s_median": comm,
                    "allreduce_share": comm / step if step else 0.0,
                    "pairs_per_s_median": statistics.median(r["pairs_per_s"] for r in m)}

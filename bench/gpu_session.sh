@@ -96,19 +96,16 @@ if LD_LIBRARY_PATH=$libdirs ldd "$RT/cairn" "$RT/cairn_gpu_tests" "$M/bin/mpirun
 "$CAIRN" --version 2>/dev/null | head -1
 
 GGUF=$RUN/$(manifest gguf)
-have_model() {
-  [ -f "$GGUF" ] && return 0
-  [ -f "$G/a/model.xz.0" ] && [ -f "$G/b/model.xz.1" ] || { echo "SmolLM2 needs .gpu/b too"; return 1; }
-  unxz_to "$GGUF.part" "$G/a/model.xz.0" "$G/b/model.xz.1" && checked gguf "$(manifest gguf)" "$GGUF.part" &&
-    mv "$GGUF.part" "$GGUF" || { echo "SmolLM2 GGUF: checksum mismatch"; rm -f "$GGUF.part"; return 1; }
+unpacked() {  # unpacked DEST KIND NAME PART...: DEST, from the xz PARTs once, checked against MANIFEST
+  local dest=$1 kind=$2 name=$3; shift 3
+  [ -f "$dest" ] && return 0
+  for p in "$@"; do [ -f "$p" ] || { echo "$name needs ${p#"$ROOT"/} (carry its part)"; return 1; }; done
+  unxz_to "$dest.part" "$@" && checked "$kind" "$name" "$dest.part" && mv "$dest.part" "$dest" ||
+    { echo "$name: checksum mismatch"; rm -f "$dest.part"; return 1; }
 }
+have_model() { unpacked "$GGUF" gguf "$(manifest gguf)" "$G/a/model.xz.0" "$G/b/model.xz.1"; }
 have_data() {
-  for s in train valid; do
-    [ -f "$RUN/$s.pairs.jsonl" ] && continue
-    [ -f "$G/c/$s.pairs.jsonl.xz" ] || { echo "the judgments need .gpu/c"; return 1; }
-    unxz_to "$RUN/$s.part" "$G/c/$s.pairs.jsonl.xz" && checked pairs "$s.pairs.jsonl" "$RUN/$s.part" &&
-      mv "$RUN/$s.part" "$RUN/$s.pairs.jsonl" || { echo "$s pairs: checksum mismatch"; return 1; }
-  done
+  for s in train valid; do unpacked "$RUN/$s.pairs.jsonl" pairs "$s.pairs.jsonl" "$G/c/$s.pairs.jsonl.xz" || return 1; done
 }
 json_field() { "$PY" -c "import json, sys; j = json.loads(sys.stdin.read().strip().splitlines()[-1]); print($1)"; }
 
@@ -188,17 +185,19 @@ stage_quality() {
     head -n 200 "$RUN/train.pairs.jsonl" > "$RUN/train_smoke.jsonl"; head -n 40 "$RUN/valid.pairs.jsonl" > "$RUN/valid_smoke.jsonl"
     train=$RUN/train_smoke.jsonl valid=$RUN/valid_smoke.jsonl
   fi
-  # steps: one epoch, or what QUALITY_S seconds allow at the measured speed (tokens per pass from
-  # MANIFEST; 0.8: real lengths vary, validation and checkpoints take their share)
-  # training seconds: QUALITY_S, or what the call has left after loading (~40 s) and the evaluation
+  # steps: one epoch, or what q seconds allow at the measured speed (tokens per pass from MANIFEST;
+  # 0.8: real lengths vary, validation takes its share); q: QUALITY_S, or what the call has left
+  # after loading (~40 s) and the evaluation
   local eval_s=${EVAL_S:-150} q=$QUALITY_S left; left=$(( $(lim 100000) - eval_s - 40 ))
   [ "$left" -lt "$q" ] && q=$left
   [ "$q" -lt 30 ] && { note quality "no time left in this call (DEADLINE_S)"; return; }
-  local plan; plan=$("$PY" - "$(manifest "tokens_per_pass_$share")" "$tps" "$q" "$qb" "$(wc -l < "$train")" <<'PY'
+  local plan; plan=$("$PY" - "$(manifest "tokens_per_pass_$share")" "$tps" "$q" "$qb" "$(wc -l < "$train")" \
+                      "$(wc -l < "$RUN/train.pairs.jsonl")" <<'PY'
 import sys
-tokens, tps, secs, batch, pairs = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+tokens, tps, secs = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+batch, pairs, all_pairs = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 epoch_steps = -(-pairs // batch)
-tokens *= pairs / 57620 if pairs < 57620 else 1  # the smoke subset
+tokens *= pairs / all_pairs  # MANIFEST counts all train pairs; the smoke run uses a subset
 steps = max(8, min(epoch_steps, int(epoch_steps * 0.8 * secs * tps / tokens)))
 print(steps, epoch_steps, round(tokens / tps))
 PY

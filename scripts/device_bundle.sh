@@ -47,7 +47,7 @@ xz_cached() {  # xz_cached FILE DEST: FILE xz-compressed (-9: minutes), cached b
   if [ ! -f "$c" ]; then mkdir -p "$(dirname "$c")"; xz -9 -T "$(nproc)" -c "$1" > "$c.tmp" && mv "$c.tmp" "$c"; fi
   cp "$c" "$2"
 }
-deps_of() {  # the resolved paths of the non-system libraries these ELF files need (transitively)
+deps_of() {  # the resolved paths of the non-system libraries these ELF files need (ldd: transitively)
   ldd "$@" 2>/dev/null | awk '/=> \//{print $1, $3}' | grep -Ev "$system_lib" | awk '{print $2}' | sort -u
 }
 
@@ -66,11 +66,11 @@ cp $pmix_components "$M/lib/x86_64-linux-gnu/pmix2/lib/pmix/"
 cp -rL "$pmix/share/." "$M/lib/x86_64-linux-gnu/pmix2/share/"
 cp -rL /usr/share/openmpi "$M/share/"
 cp /etc/openmpi/openmpi-mca-params.conf /etc/openmpi/openmpi-default-hostfile "$M/etc/openmpi/"
-# closure: the libraries of the binaries, of mpirun and of the components kept
-libs=$(deps_of "$stage/cairn" "$stage/cairn_gpu_tests" "$M/bin/mpirun" $components $pmix_components)
-libs2=$(deps_of $libs)
+# closure (ldd lists it whole): the libraries of the binaries, of mpirun and of the components kept
 mkdir -p "$stage/lib"
-for l in $(printf '%s\n' $libs $libs2 | sort -u); do cp -L "$l" "$stage/lib/"; done
+for l in $(deps_of "$stage/cairn" "$stage/cairn_gpu_tests" "$M/bin/mpirun" $components $pmix_components); do
+  cp -L "$l" "$stage/lib/"
+done
 strip --strip-unneeded "$stage"/lib/*.so* "$M"/lib/x86_64-linux-gnu/openmpi/lib/openmpi3/*.so 2>/dev/null || true
 tar -C "$stage" -cf - cairn cairn_gpu_tests lib mpi | xz -9 -T "$(nproc)" > "$OUT/a/bin/runtime.tar.xz"
 
@@ -103,13 +103,13 @@ head -c "$first" "$stage/model.xz" > "$OUT/a/model.xz.0"
 tail -c +"$((first + 1))" "$stage/model.xz" > "$OUT/b/model.xz.1"
 
 built="$(git rev-parse HEAD)$(git diff --quiet HEAD -- src kernels include tests CMakeLists.txt || echo '+uncommitted')"
-(cd "$OUT" && {
+{
   echo "gguf $(basename "$GGUF") $(sha256sum < "$GGUF" | cut -d' ' -f1)"
   for s in train valid; do echo "pairs $s.pairs.jsonl $(sha256sum < "$stage/$s.pairs.jsonl" | cut -d' ' -f1)"; done
   echo "tokens_per_pass_on ${tokens[on]}"
   echo "tokens_per_pass_off ${tokens[off]}"
   echo "built $built"
-} > a/MANIFEST)
+} > "$OUT/a/MANIFEST"
 for p in a b c; do
   total=$(( checkout + $(du -sm --apparent-size "$OUT/$p" | cut -f1) ))
   echo "part $p: $(du -sh --apparent-size "$OUT/$p" | cut -f1) (+ checkout ${checkout} MiB = ${total} MiB of 64)"

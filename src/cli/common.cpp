@@ -153,14 +153,14 @@ bool use_prefix_sharing(const cxxopts::ParseResult& a, const std::vector<Tokeniz
   const double pct = 100.0 * st.shared_tokens / std::max(1L, st.sequence_tokens);
   // the tokens of one pass over the pairs as the model runs them: what a run's length is planned by
   const long work = st.sequence_tokens - (on ? st.shared_tokens : 0);
+  const double per_pair = static_cast<double>(work) / std::max<size_t>(1, pairs.size());
   if (on)
     std::fprintf(stderr, "prefix sharing: %ld of %zu pairs share a prefix; %.1f%% of the tokens are computed once instead "
                  "of twice (%ld tokens per pass, %.0f per pair)\n",
-                 st.pairs_sharing, pairs.size(), pct, work, static_cast<double>(work) / std::max<size_t>(1, pairs.size()));
+                 st.pairs_sharing, pairs.size(), pct, work, per_pair);
   else
     std::fprintf(stderr, "prefix sharing: off (%s); it would save %.1f%% of the tokens (%ld tokens per pass, %.0f per pair)\n",
-                 mode == "off" ? "as asked" : "the default on cuda; --prefix-sharing on to use it", pct, work,
-                 static_cast<double>(work) / std::max<size_t>(1, pairs.size()));
+                 mode == "off" ? "as asked" : "the default on cuda; --prefix-sharing on to use it", pct, work, per_pair);
   return on;
 }
 
