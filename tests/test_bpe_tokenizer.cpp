@@ -25,6 +25,7 @@
 #include "long_text.h"
 #include "test_paths.h"
 #include "test_tmpdir.h"
+#include "util/rng.h"
 
 namespace cairn {
 namespace {
@@ -397,7 +398,7 @@ TEST_F(BpeSmolLM2, SpeedOnOneCoreAndThreadSafety) {
     std::printf("[ SmolLM2  ] encode, one core, %s word cache: %.1f MB in %.2f s = %.2f MB/s, %.2f M tokens/s\n",
                 pass ? "warm" : "cold", c.judgment_bytes / 1e6, sec, c.judgment_bytes / 1e6 / sec, tokens / 1e6 / sec);
   }
-  // Concurrent encodes (the word cache is shared) give the same ids.
+  // Concurrent encodes (each thread fills its own word cache) give the same ids.
   std::vector<std::thread> threads;
   std::vector<size_t> bad(4, 0);
   for (int t = 0; t < 4; ++t)
@@ -406,6 +407,67 @@ TEST_F(BpeSmolLM2, SpeedOnOneCoreAndThreadSafety) {
     });
   for (auto& th : threads) th.join();
   for (size_t b : bad) EXPECT_EQ(b, 0u);
+}
+
+// The word cache belongs to one tokenizer: two tokenizers with different merges, used in turn on one
+// thread (and a new one made after one is destroyed, possibly at its address), each give their own ids;
+// more distinct words than the cache holds (it empties itself) change nothing either.
+TEST_F(BpeSmolLM2, WordCacheIsPerTokenizerAndBounded) {
+  const Corpus& c = corpus();
+  const std::vector<std::string> texts = first(c.texts, c.n_edge + 600);
+  BpeSpec fewer = spec;
+  fewer.merges.resize(2000);  // same vocabulary, fewer merges: most words split differently
+  auto encode_all = [&](const Tokenizer& t) {
+    std::vector<Ids> out;
+    for (const std::string& s : texts) out.push_back(t.encode(s));
+    return out;
+  };
+  std::vector<Ids> full_alone, fewer_alone;  // references, each from a thread of its own (a fresh cache)
+  std::thread([&] { full_alone = encode_all(*make_bpe_tokenizer(spec, "full")); }).join();
+  std::thread([&] { fewer_alone = encode_all(*make_bpe_tokenizer(fewer, "fewer")); }).join();
+  size_t differ = 0;
+  for (size_t i = 0; i < texts.size(); ++i) differ += full_alone[i] != fewer_alone[i];
+  ASSERT_GT(differ, texts.size() / 2);  // otherwise the test could not see a cache mix-up
+  const auto a = make_bpe_tokenizer(spec, "full");
+  const auto b = make_bpe_tokenizer(fewer, "fewer");
+  size_t bad = 0;
+  for (int round = 0; round < 2; ++round)
+    for (size_t i = 0; i < texts.size(); ++i) {
+      bad += a->encode(texts[i]) != full_alone[i];
+      bad += b->encode(texts[i]) != fewer_alone[i];
+    }
+  EXPECT_EQ(bad, 0u);
+  for (int round = 0; round < 3; ++round) {  // destroyed and remade, alternating specs
+    const auto t = make_bpe_tokenizer(round % 2 ? fewer : spec, "remade");
+    const std::vector<Ids>& want = round % 2 ? fewer_alone : full_alone;
+    for (size_t i = 0; i < texts.size(); ++i) bad += t->encode(texts[i]) != want[i];
+  }
+  EXPECT_EQ(bad, 0u);
+  // 300,000 distinct words (a thread's cache grows, rehashing, to 131,072 words, then empties itself),
+  // encoded twice, in one text and one by one: every word's ids are the same each time.
+  Rng r(7);
+  std::vector<std::string> words;
+  std::string text;
+  for (int i = 0; i < 300000; ++i) {
+    std::string w = " ";
+    const int n = 3 + static_cast<int>(r.uniform() * 8);
+    for (int k = 0; k < n; ++k) w += static_cast<char>('a' + static_cast<int>(r.uniform() * 26));
+    words.push_back(w);
+    text += w;
+  }
+  const Ids whole = a->encode(text);
+  Ids one_by_one;
+  for (int pass = 0; pass < 2; ++pass) {
+    Ids joined;
+    for (const std::string& w : words) {
+      const Ids ids = a->encode(w);
+      joined.insert(joined.end(), ids.begin(), ids.end());
+    }
+    if (pass == 0) one_by_one = joined;
+    EXPECT_EQ(joined, one_by_one);
+  }
+  EXPECT_EQ(whole, one_by_one);  // " word" pieces split alike inside one text and alone
+  EXPECT_EQ(a->encode(text), whole);
 }
 
 TEST_F(BpeSmolLM2, SavedTokenizerJsonLoadsInHuggingFaceAndCairnWithTheSameIds) {
