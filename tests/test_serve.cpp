@@ -363,6 +363,17 @@ TEST_F(Serve, MalformedRequestsGetTheirStatusAndTheServerKeepsServing) {
   EXPECT_EQ(raw_exchange(srv->port(), "POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n"
                                       "Connection: close\r\n\r\n{}").status, 413);
   good_request_still_works("a huge Content-Length");
+  for (const char* len : {"-5", "12abc", "+3", "0x10", "99999999999999999999999"}) {  // strtoull would take them
+    const Raw bad = raw_exchange(srv->port(), std::string("POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Length: ") + len +
+                                                  "\r\nConnection: close\r\n\r\n{}");
+    EXPECT_EQ(bad.status, 400) << len << ": " << bad.response;
+    EXPECT_NE(bad.response.find("malformed Content-Length"), std::string::npos) << len << ": " << bad.response;
+  }
+  const Raw two = raw_exchange(srv->port(), "POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                                            "Content-Length: 40\r\nConnection: close\r\n\r\n{}");
+  EXPECT_EQ(two.status, 400) << two.response;
+  EXPECT_NE(two.response.find("more than one Content-Length"), std::string::npos) << two.response;
+  good_request_still_works("malformed Content-Lengths");
   // bodies whose size httplib would not check against --max-body-bytes: chunked, or no length at all
   const std::string big = "{\"records\": [{\"text\": \"" + std::string(6000, 'a') + "\"}]}";
   char size_line[32];

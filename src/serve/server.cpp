@@ -1,6 +1,7 @@
 // The HTTP server of `cairn serve`, see server.h.
 #include "serve/server.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <thread>
@@ -169,6 +170,18 @@ struct Server::Impl {
                                 ": send the body with a Content-Length of at most " + std::to_string(opt.max_body_bytes) +
                                 " bytes (--max-body-bytes)");
         return httplib::Server::HandlerResponse::Handled;
+      }
+      // httplib reads a Content-Length with strtoull: "-1" would become 2^64 - 1 (a 413 that blames
+      // the size), "12abc" 12; a second Content-Length would be ignored. Refused as malformed.
+      if (req.has_header("Content-Length")) {
+        const std::string len = req.get_header_value("Content-Length");
+        const bool digits = !len.empty() && len.size() <= 19 &&
+                            std::all_of(len.begin(), len.end(), [](char c) { return c >= '0' && c <= '9'; });
+        if (!digits || req.get_header_value_count("Content-Length") != 1) {
+          set_error(res, 400, digits ? "more than one Content-Length" : "malformed Content-Length \"" + len.substr(0, 40) +
+                                                                            "\": expected a number of bytes");
+          return httplib::Server::HandlerResponse::Handled;
+        }
       }
       return httplib::Server::HandlerResponse::Unhandled;
     });
