@@ -222,5 +222,30 @@ TEST_F(CrashTest, SigintAndSigtermCheckpointAndResumeIdentically) {
   EXPECT_EQ(state(run_term), want);
 }
 
+// SIGINT while train sets up (after the tokenizer is written into the run directory, while 40,000
+// pairs are read and tokenized) removes the run directory it created, and the parents it created;
+// the same command then trains from scratch.
+TEST_F(CrashTest, InterruptBeforeTheFirstStepRemovesTheRunDirectoryItCreated) {
+  const std::string big = dir_.write("big.jsonl", pairs_jsonl(40000, 3));
+  const fs::path top = dir_.file("new"), run = top / "a" / "run";
+  const std::vector<std::string> a{"train", "--train", big, "--out", run.string(), "--tokenizer", dir_.file("tok.model"),
+                                   "--d-model", "32", "--n-layers", "1", "--n-heads", "2", "--d-ff", "64",
+                                   "--max-seq-len", "32", "--batch-pairs", "4", "--steps", "2", "--threads", "1"};
+  const std::string log = dir_.file("setup.log");
+  Child c = Child::start(a, log);
+  const auto give_up = Clock::now() + std::chrono::seconds(60);
+  int code = -1;
+  while ((code = c.wait(false)) < 0 && !fs::exists(run / "tokenizer.model") && Clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  ASSERT_LT(code, 0) << "train ended before its tokenizer was seen: " << slurp(log);
+  kill(c.pid, SIGINT);
+  EXPECT_EQ(c.wait(), 130) << slurp(log);
+  EXPECT_NE(slurp(log).find("no checkpoint written, the new run directory removed"), std::string::npos) << slurp(log);
+  EXPECT_FALSE(fs::exists(top)) << slurp(log);
+  Child again = Child::start(a, log);
+  EXPECT_EQ(again.wait(), 0) << slurp(log);
+  EXPECT_TRUE(fs::exists(run / "optimizer.safetensors"));
+}
+
 }  // namespace
 }  // namespace cairn

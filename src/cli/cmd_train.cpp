@@ -190,6 +190,17 @@ int run(int argc, char** argv) {
   // filesystem for all ranks, as for any multi-node trainer), after the barrier below.
   const dist::Comm& world = dist::world();
   RemoveOnFailure setup_guard{world.root() ? created : fs::path()};
+  if (world.root() && !created.empty()) {  // and so does an interrupt before the first step
+    std::vector<std::string> files, dirs;
+    for (const std::string& f : run_dir_files()) files.push_back((fs::path(out) / f).string());
+    files.push_back((fs::path(out) / "tokenizer_config.json").string());  // beside tokenizer.json
+    for (fs::path p = fs::absolute(out);; p = p.parent_path()) {
+      dirs.push_back(p.string());
+      if (p == created) break;
+    }
+    set_interrupt_cleanup(files, dirs);
+    set_interrupt_message("interrupted before training started: no checkpoint written, the new run directory removed");
+  }
   if (world.root()) {
     fs::create_directories(out);
     for (const std::string& f : remove_stale_run_temp_files(out))
@@ -333,6 +344,7 @@ int run(int argc, char** argv) {
                  ts.grad_overlap ? "summed layer by layer during backward" : "summed after backward");
 
   setup_guard.dir.clear();  // training starts: the run directory stays, whatever happens next
+  clear_interrupt_cleanup();
   const std::atomic<bool>& stop =
       world.launched()
           ? enter_graceful_interrupts("\ninterrupt: every rank stops after the step in flight, then rank 0 saves a checkpoint\n")

@@ -1,5 +1,5 @@
-// Signal handling, see interrupt.h. The handler only touches lock-free atomics, a fixed buffer and
-// write(2)/_exit(2), all async-signal-safe.
+// Signal handling, see interrupt.h. The handler only touches lock-free atomics, fixed buffers,
+// strings it does not modify and unlink(2)/rmdir(2)/write(2)/_exit(2), all async-signal-safe.
 #include "cli/interrupt.h"
 
 #include <unistd.h>
@@ -19,6 +19,12 @@ std::atomic<const char*> g_message{"cairn: interrupted\n"};
 // The graceful mode's lines: on the first signal, and on the second (which exits at once).
 std::atomic<const char*> g_first_note{nullptr}, g_second_note{nullptr};
 int g_next_buffer = 0;
+// What the handler removes before exiting in immediate mode. Published by pointer once filled and
+// never freed, so the handler only reads settled strings.
+struct Cleanup {
+  std::vector<std::string> files, dirs;
+};
+std::atomic<const Cleanup*> g_cleanup{nullptr};
 static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<const char*>::is_always_lock_free);
 
 void say(const char* msg) {
@@ -27,6 +33,10 @@ void say(const char* msg) {
 }
 
 void say_and_exit(const char* msg) {
+  if (const Cleanup* c = g_cleanup.load()) {
+    for (const std::string& f : c->files) unlink(f.c_str());
+    for (const std::string& d : c->dirs) rmdir(d.c_str());
+  }
   say(msg);
   _exit(130);
 }
@@ -65,6 +75,12 @@ void set_interrupt_message(const char* msg) {
   std::snprintf(b, sizeof g_buffers[0], "%s\n", msg);
   g_message.store(b);
 }
+
+void set_interrupt_cleanup(const std::vector<std::string>& files, const std::vector<std::string>& dirs) {
+  g_cleanup.store(new Cleanup{files, dirs});  // an earlier one is left allocated: a handler may be reading it
+}
+
+void clear_interrupt_cleanup() { g_cleanup.store(nullptr); }
 
 const std::atomic<bool>& enter_graceful_interrupts(const char* first_note, const char* second_note) {
   g_first_note = first_note;
