@@ -19,12 +19,20 @@ std::atomic<const char*> g_message{"cairn: interrupted\n"};
 // The graceful mode's lines: on the first signal, and on the second (which exits at once).
 std::atomic<const char*> g_first_note{nullptr}, g_second_note{nullptr};
 int g_next_buffer = 0;
-// What the handler removes before exiting in immediate mode. Published by pointer once filled and
-// never freed, so the handler only reads settled strings.
+// What the handler removes before exiting in immediate mode: two static slots, filled in turn and
+// then published by pointer, so the handler only reads settled strings (a slot is unpublished
+// before it is refilled, and before it is destroyed at exit).
+struct Cleanup;
+std::atomic<const Cleanup*> g_cleanup{nullptr};
 struct Cleanup {
   std::vector<std::string> files, dirs;
+  ~Cleanup() {
+    const Cleanup* self = this;
+    g_cleanup.compare_exchange_strong(self, nullptr);
+  }
 };
-std::atomic<const Cleanup*> g_cleanup{nullptr};
+Cleanup g_cleanup_slots[2];
+int g_next_cleanup = 0;
 static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<const char*>::is_always_lock_free);
 
 void say(const char* msg) {
@@ -77,7 +85,12 @@ void set_interrupt_message(const char* msg) {
 }
 
 void set_interrupt_cleanup(const std::vector<std::string>& files, const std::vector<std::string>& dirs) {
-  g_cleanup.store(new Cleanup{files, dirs});  // an earlier one is left allocated: a handler may be reading it
+  Cleanup& c = g_cleanup_slots[g_next_cleanup];
+  g_next_cleanup ^= 1;
+  const Cleanup* mine = &c;
+  g_cleanup.compare_exchange_strong(mine, nullptr);  // not published while it changes
+  c.files = files, c.dirs = dirs;
+  g_cleanup.store(&c);
 }
 
 void clear_interrupt_cleanup() { g_cleanup.store(nullptr); }
