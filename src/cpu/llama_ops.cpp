@@ -7,6 +7,7 @@
 //            inv_freq_i = 1/θ^(2i/HS), computed in fp32 in Hugging Face's order; backward rotates by −a.
 // Rows are split over threads; dw: per-thread partial sums added in thread order (deterministic for
 // a given thread count), as in layernorm.cpp.
+#include <Eigen/Core>
 #include <cmath>
 #include <vector>
 
@@ -15,6 +16,10 @@
 #include "cpu/ops.h"
 
 namespace cairn::cpu {
+namespace {
+using Arr = Eigen::Map<Eigen::ArrayXf>;
+using CArr = Eigen::Map<const Eigen::ArrayXf>;
+}  // namespace
 
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* w, int N, int C, float eps) {
 #pragma omp parallel for schedule(static)
@@ -57,28 +62,51 @@ void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* in
     for (int c = 0; c < C; ++c) dw[c] += part[static_cast<size_t>(t) * C + c];
 }
 
+// SwiGLU runs on Eigen's packets (its vectorised exp; std::exp per element kept this scalar), over a
+// thread's aligned scratch rows padded with zeros to whole packets: every element of every row takes
+// the same packet arithmetic, whatever the row's address. (Over a Map of the row itself Eigen does
+// the unaligned head and the tail with scalar code and glibc's expf, whose last bits differ, and a
+// reward would depend on the row's place in the batch: docs/model.md#numerics-and-determinism.)
+namespace {
+constexpr int kPad = 16;  // floats: a whole number of packets for SSE, AVX and AVX-512
+struct SwiGluScratch {
+  Eigen::ArrayXf a, u, dy, x, y;
+  explicit SwiGluScratch(int F) {
+    const int Fp = (F + kPad - 1) / kPad * kPad;
+    for (Eigen::ArrayXf* v : {&a, &u, &dy, &x, &y}) v->setZero(Fp);
+  }
+};
+}  // namespace
+
 void swiglu_forward(float* out, const float* inp, int N, int F) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < N; ++n) {
-    const float* a = inp + static_cast<size_t>(n) * 2 * F;
-    const float* u = a + F;
-    float* y = out + static_cast<size_t>(n) * F;
-    for (int f = 0; f < F; ++f) y[f] = a[f] / (1.0f + std::exp(-a[f])) * u[f];
+#pragma omp parallel
+  {
+    SwiGluScratch w(F);
+#pragma omp for schedule(static)
+    for (int n = 0; n < N; ++n) {
+      const float* row = inp + static_cast<size_t>(n) * 2 * F;
+      w.a.head(F) = CArr(row, F), w.u.head(F) = CArr(row + F, F);
+      w.y = w.a / (1.0f + (-w.a).exp()) * w.u;
+      Arr(out + static_cast<size_t>(n) * F, F) = w.y.head(F);
+    }
   }
 }
 
 void swiglu_backward(float* dinp, const float* inp, const float* dout, int N, int F) {
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < N; ++n) {
-    const float* a = inp + static_cast<size_t>(n) * 2 * F;
-    const float* u = a + F;
-    const float* dy = dout + static_cast<size_t>(n) * F;
-    float* da = dinp + static_cast<size_t>(n) * 2 * F;
-    float* du = da + F;
-    for (int f = 0; f < F; ++f) {
-      const float s = 1.0f / (1.0f + std::exp(-a[f]));
-      da[f] = dy[f] * u[f] * s * (1.0f + a[f] * (1.0f - s));
-      du[f] = dy[f] * a[f] * s;
+#pragma omp parallel
+  {
+    SwiGluScratch w(F);
+#pragma omp for schedule(static)
+    for (int n = 0; n < N; ++n) {
+      const float* row = inp + static_cast<size_t>(n) * 2 * F;
+      w.a.head(F) = CArr(row, F), w.u.head(F) = CArr(row + F, F);
+      w.dy.head(F) = CArr(dout + static_cast<size_t>(n) * F, F);
+      float* da = dinp + static_cast<size_t>(n) * 2 * F;
+      w.x = (1.0f + (-w.a).exp()).inverse();  // σ(a)
+      w.y = w.dy * w.u * w.x * (1.0f + w.a * (1.0f - w.x));
+      Arr(da, F) = w.y.head(F);
+      w.y = w.dy * w.a * w.x;
+      Arr(da + F, F) = w.y.head(F);
     }
   }
 }
