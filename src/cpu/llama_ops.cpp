@@ -70,10 +70,15 @@ void rmsnorm_backward(float* dinp, float* dw, const float* dout, const float* in
 namespace {
 constexpr int kPad = 16;  // floats: a whole number of packets for SSE, AVX and AVX-512
 struct SwiGluScratch {
+  int F;
   Eigen::ArrayXf a, u, dy, x, y;
-  explicit SwiGluScratch(int F) {
+  explicit SwiGluScratch(int F_) : F(F_) {
     const int Fp = (F + kPad - 1) / kPad * kPad;
     for (Eigen::ArrayXf* v : {&a, &u, &dy, &x, &y}) v->setZero(Fp);
+  }
+  void load(const float* inp, int n) {  // a and u of row n of [a (F) | u (F)]
+    const float* row = inp + static_cast<size_t>(n) * 2 * F;
+    a.head(F) = CArr(row, F), u.head(F) = CArr(row + F, F);
   }
 };
 }  // namespace
@@ -84,8 +89,7 @@ void swiglu_forward(float* out, const float* inp, int N, int F) {
     SwiGluScratch w(F);
 #pragma omp for schedule(static)
     for (int n = 0; n < N; ++n) {
-      const float* row = inp + static_cast<size_t>(n) * 2 * F;
-      w.a.head(F) = CArr(row, F), w.u.head(F) = CArr(row + F, F);
+      w.load(inp, n);
       w.y = w.a / (1.0f + (-w.a).exp()) * w.u;
       Arr(out + static_cast<size_t>(n) * F, F) = w.y.head(F);
     }
@@ -98,8 +102,7 @@ void swiglu_backward(float* dinp, const float* inp, const float* dout, int N, in
     SwiGluScratch w(F);
 #pragma omp for schedule(static)
     for (int n = 0; n < N; ++n) {
-      const float* row = inp + static_cast<size_t>(n) * 2 * F;
-      w.a.head(F) = CArr(row, F), w.u.head(F) = CArr(row + F, F);
+      w.load(inp, n);
       w.dy.head(F) = CArr(dout + static_cast<size_t>(n) * F, F);
       float* da = dinp + static_cast<size_t>(n) * 2 * F;
       w.x = (1.0f + (-w.a).exp()).inverse();  // σ(a)
