@@ -177,8 +177,10 @@ int run(int argc, char** argv) {
   }
   // A run directory this command creates is removed again when setting up fails (bad or empty data,
   // tokenizer training): only a run that starts training leaves a directory behind.
-  fs::path created;  // the topmost directory of `out` that does not exist yet
-  for (fs::path p = fs::absolute(out); !fs::exists(p) && p != p.parent_path(); p = p.parent_path()) created = p;
+  fs::path created;                      // the topmost directory of `out` that does not exist yet
+  std::vector<std::string> created_dirs;  // every one this command creates, deepest first
+  for (fs::path p = fs::absolute(out); !fs::exists(p) && p != p.parent_path(); p = p.parent_path())
+    created = p, created_dirs.push_back(p.string());
   struct RemoveOnFailure {
     fs::path dir;
     ~RemoveOnFailure() {
@@ -191,14 +193,9 @@ int run(int argc, char** argv) {
   const dist::Comm& world = dist::world();
   RemoveOnFailure setup_guard{world.root() ? created : fs::path()};
   if (world.root() && !created.empty()) {  // and so does an interrupt before the first step
-    std::vector<std::string> files, dirs;
+    std::vector<std::string> files;
     for (const std::string& f : run_dir_files()) files.push_back((fs::path(out) / f).string());
-    files.push_back((fs::path(out) / "tokenizer_config.json").string());  // beside tokenizer.json
-    for (fs::path p = fs::absolute(out);; p = p.parent_path()) {
-      dirs.push_back(p.string());
-      if (p == created) break;
-    }
-    set_interrupt_cleanup(files, dirs);
+    set_interrupt_cleanup(files, created_dirs);
     set_interrupt_message("interrupted before training started: no checkpoint written, the new run directory removed");
   }
   if (world.root()) {

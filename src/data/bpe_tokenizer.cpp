@@ -23,11 +23,11 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstring>
 #include <deque>
 #include <filesystem>
 #include <functional>
-#include <atomic>
 #include <nlohmann/json.hpp>
 #include <string_view>
 #include <unordered_map>

@@ -287,7 +287,7 @@ nlohmann::json load_checkpoint(const std::string& dir, Model& model, AdamW& opt)
 const std::vector<std::string>& run_dir_files() {
   static const std::vector<std::string> files = {"optimizer.safetensors", "model.safetensors", "config.json",
                                                  "trainer_state.json",    "metrics.jsonl",     "tokenizer.model",
-                                                 "tokenizer.json"};
+                                                 "tokenizer.json",        "tokenizer_config.json"};
   return files;
 }
 
