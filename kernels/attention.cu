@@ -42,6 +42,7 @@
 // This file holds host code only: the Params of a call, the checks, and the dispatch over kernel,
 // dtype and pass; each kernel family is instantiated and launched in its own file.
 #include <initializer_list>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -108,6 +109,9 @@ void check_shape(const AttnShape& s) {
   if (s.NKV < 1 || s.NH % s.NKV)
     throw std::invalid_argument("CUDA attention: the query heads must be a multiple of the key/value heads (NKV >= 1)");
   if (s.NH > 65535) throw std::invalid_argument("CUDA attention: at most 65535 query heads");  // grid y; kv_head
+  if (s.B > 65535)  // grid z of the flash and naive kernels
+    throw std::invalid_argument("CUDA attention: at most 65535 sequences (segments) in one batch, got " +
+                                std::to_string(s.B) + "; use a smaller batch");
 }
 
 }  // namespace

@@ -36,7 +36,9 @@ __global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, c
   if (lane == 0) mean[row] = mu, rstd[row] = rs;
 }
 
-// 1/sqrtf (both correctly rounded) rather than rsqrtf: the CPU backend's formula, to the last bit of r.
+// 1/sqrtf (both correctly rounded) rather than rsqrtf, as the CPU backend computes r. r still differs
+// from the CPU's in the last bits: the CPU sums x² in double, this kernel in fp32 lane partials and a
+// shuffle tree (the GPU tests allow for it).
 __global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* inp, const float* w, int N, int C,
                                        float eps) {
   const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32, lane = threadIdx.x % 32;

@@ -7,10 +7,13 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -57,6 +60,14 @@ struct Child {
     Child c;
     c.pid = fork();
     if (c.pid == 0) {
+      // SIGINT/SIGTERM blocked across the exec, as main's own re-exec does: a signal sent before
+      // main() has installed its handlers waits for them (unblocked, it would get the default
+      // action, and a slow start on a loaded machine made such a kill exit 143 instead of 130).
+      sigset_t s;
+      sigemptyset(&s);
+      sigaddset(&s, SIGINT);
+      sigaddset(&s, SIGTERM);
+      sigprocmask(SIG_BLOCK, &s, nullptr);
       FILE* f = std::fopen(log.c_str(), "ab");
       if (f) dup2(fileno(f), 1), dup2(fileno(f), 2);
       std::vector<char*> argv{const_cast<char*>(CAIRN_BINARY)};
@@ -151,7 +162,7 @@ class CrashTest : public ::testing::Test {
       // a write some way into the run, not always the first one
       int skip_writes = static_cast<int>(r.below(40));
       // a random instant in the first third of a run's length (each attempt leaves work for the
-      // next), after the first 50 ms: before main() runs, a signal still gets the default action
+      // next), after the first 50 ms
       const auto deadline = Clock::now() + std::chrono::duration<double>(0.05 + r.uniform() * ref_seconds / 3);
       int code = -1;
       std::string temp;  // the temp file whose write the kill aims at
@@ -245,6 +256,40 @@ TEST_F(CrashTest, InterruptBeforeTheFirstStepRemovesTheRunDirectoryItCreated) {
   Child again = Child::start(a, log);
   EXPECT_EQ(again.wait(), 0) << slurp(log);
   EXPECT_TRUE(fs::exists(run / "optimizer.safetensors"));
+}
+
+// SIGINT while `cairn score` streams its output (its input a FIFO that stays open, so the output's
+// temp file is certainly being written): the temp file is removed, and the output from before is
+// untouched.
+TEST_F(CrashTest, InterruptWhileAnOutputIsWrittenRemovesItsTempFileAndKeepsTheOldOne) {
+  const std::string run = dir_.file("run"), fifo = dir_.file("records.fifo"), out = dir_.file("scored.jsonl");
+  const fs::path here = fs::path(out).parent_path();
+  std::vector<std::string> a = args(run, false);
+  *(std::find(a.begin(), a.end(), "--steps") + 1) = "4";
+  Child t = Child::start(a, dir_.file("train.log"));
+  ASSERT_EQ(t.wait(), 0) << slurp(dir_.file("train.log"));
+  const std::string old = "{\"reward\": 1}\n";
+  dir_.write("scored.jsonl", old);
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const std::string log = dir_.file("score.log");
+  Child c = Child::start({"score", "--model", run, "--input", fifo, "--output", out, "--threads", "1"}, log);
+  int w = -1;  // the FIFO's write end, once score has opened it for reading
+  const auto give_up = Clock::now() + std::chrono::seconds(60);
+  while (w < 0 && c.wait(false) < 0 && Clock::now() < give_up) {
+    w = open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+    if (w < 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_GE(w, 0) << "score did not open its input: " << slurp(log);
+  const std::string rec = "{\"text\": \"kind careful clear\"}\n";
+  ASSERT_EQ(write(w, rec.data(), rec.size()), static_cast<ssize_t>(rec.size()));
+  while (!has_temp_file(here) && c.wait(false) < 0 && Clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(has_temp_file(here)) << "no temp file of the output appeared: " << slurp(log);
+  kill(c.pid, SIGINT);
+  EXPECT_EQ(c.wait(), 130) << slurp(log);
+  close(w);
+  EXPECT_FALSE(has_temp_file(here)) << slurp(log);
+  EXPECT_EQ(slurp(out), old);
 }
 
 }  // namespace

@@ -45,6 +45,12 @@ class AtomicWriter {
  private:
   std::string path_, tmp_;
   std::FILE* f_ = nullptr;
+  int slot_ = -1;  // where tmp_ is published for remove_inflight_temp_files
 };
+
+// Removes the temp files of the AtomicWriters now writing (unlink(2) of names held in fixed slots;
+// async-signal-safe): what a signal handler calls before it exits at once, so that an interrupt
+// leaves no *.tmp.* file beside the outputs. Their targets are untouched.
+void remove_inflight_temp_files() noexcept;
 
 }  // namespace cairn

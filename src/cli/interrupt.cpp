@@ -1,5 +1,6 @@
 // Signal handling, see interrupt.h. The handler only touches lock-free atomics, fixed buffers,
-// strings it does not modify and unlink(2)/rmdir(2)/write(2)/_exit(2), all async-signal-safe.
+// strings it does not modify and unlink(2)/rmdir(2)/write(2)/_exit(2), all async-signal-safe (the
+// in-flight temp files too: remove_inflight_temp_files).
 #include "cli/interrupt.h"
 
 #include <unistd.h>
@@ -7,6 +8,8 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+
+#include "cairn/io.h"
 
 namespace cairn::cli {
 namespace {
@@ -41,6 +44,7 @@ void say(const char* msg) {
 }
 
 void say_and_exit(const char* msg) {
+  remove_inflight_temp_files();  // a file being written when the signal came: its temp file goes too
   if (const Cleanup* c = g_cleanup.load()) {
     for (const std::string& f : c->files) unlink(f.c_str());
     for (const std::string& d : c->dirs) rmdir(d.c_str());

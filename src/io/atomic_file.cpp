@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <iterator>
 #include <filesystem>
 #include <stdexcept>
 
@@ -28,6 +29,37 @@ std::runtime_error io_error(const std::string& what, const std::string& path) {
 std::string temp_name(const std::string& path) {
   static std::atomic<unsigned> counter{0};  // unique per writer, also across threads
   return path + ".tmp." + std::to_string(getpid()) + "." + std::to_string(counter++);
+}
+
+// The temp files being written now, for a signal handler that exits at once
+// (remove_inflight_temp_files): fixed slots, so the handler reads no heap memory. A writer copies
+// its temp name into a free slot and sets `ready` before the file is created, and clears it once
+// the file is renamed or removed. A name too long for a slot, or a writer finding every slot
+// taken, is not published (its temp file is then left to remove_stale_temp_files).
+struct InflightSlot {
+  std::atomic<bool> taken{false}, ready{false};
+  char path[4096];
+};
+InflightSlot g_inflight[16];
+static_assert(std::atomic<bool>::is_always_lock_free);
+
+int publish_inflight(const std::string& tmp) {
+  if (tmp.size() >= sizeof g_inflight[0].path) return -1;
+  for (int i = 0; i < static_cast<int>(std::size(g_inflight)); ++i) {
+    bool free = false;
+    if (!g_inflight[i].taken.compare_exchange_strong(free, true)) continue;
+    std::memcpy(g_inflight[i].path, tmp.c_str(), tmp.size() + 1);
+    g_inflight[i].ready.store(true);
+    return i;
+  }
+  return -1;
+}
+
+void retire_inflight(int& slot) {
+  if (slot < 0) return;
+  g_inflight[slot].ready.store(false);
+  g_inflight[slot].taken.store(false);
+  slot = -1;
 }
 
 // 1 to 9 decimal digits (a pid or a counter).
@@ -196,8 +228,14 @@ AtomicWriter::AtomicWriter(const std::string& path) : path_(path) {
     return;
   }
   tmp_ = temp_name(path);
+  slot_ = publish_inflight(tmp_);
   f_ = std::fopen(tmp_.c_str(), "wb");
-  if (!f_) throw io_error("cannot create", path);  // named as the user gave it (a missing directory, no write permission)
+  if (!f_) {
+    const int e = errno;
+    retire_inflight(slot_);
+    errno = e;
+    throw io_error("cannot create", path);  // named as the user gave it (a missing directory, no write permission)
+  }
 }
 
 AtomicWriter::~AtomicWriter() {
@@ -205,6 +243,7 @@ AtomicWriter::~AtomicWriter() {
     std::fclose(f_);
     if (!tmp_.empty()) ::unlink(tmp_.c_str());
   }
+  retire_inflight(slot_);
 }
 
 void AtomicWriter::write(std::string_view bytes) {
@@ -217,7 +256,18 @@ void AtomicWriter::commit() {
   if (!f_) return;
   std::FILE* f = f_;
   f_ = nullptr;
-  finish(f, tmp_, path_);
+  try {
+    finish(f, tmp_, path_);
+  } catch (...) {
+    retire_inflight(slot_);
+    throw;
+  }
+  retire_inflight(slot_);
+}
+
+void remove_inflight_temp_files() noexcept {
+  for (InflightSlot& s : g_inflight)
+    if (s.ready.load()) ::unlink(s.path);
 }
 
 }  // namespace cairn
