@@ -207,6 +207,45 @@ TEST(Data, TruncatedGzipIsAnErrorNotACrash) {
   }
 }
 
+// What follows the last gzip member: another member (a concatenation of gzip files) is read on;
+// zero padding is ignored; anything else is an error naming its offset, not lines silently lost
+// (zlib's gz* API ignores such trailing bytes).
+TEST(Data, GzipMembersConcatenateAndTrailingBytesAreAnError) {
+  TempDir d;
+  std::string a, b;
+  for (int i = 0; i < 3000; ++i) a += "{\"chosen\": \"a" + std::to_string(i) + "\", \"rejected\": \"b\"}\n";
+  for (int i = 0; i < 5; ++i) b += "{\"chosen\": \"c" + std::to_string(i) + "\", \"rejected\": \"d\"}\n";
+  const std::string ga = test::slurp(d.write_gz("a.gz", a)), gb = test::slurp(d.write_gz("b.gz", b));
+  auto lines = [](const std::string& path) {
+    LineReader in(path);
+    std::vector<std::string> v;
+    for (std::string l; in.next(l);) v.push_back(l);
+    return v;
+  };
+  EXPECT_EQ(lines(d.write("two.jsonl.gz", ga + gb)).size(), 3005u);
+  EXPECT_EQ(lines(d.write("padded.jsonl.gz", ga + std::string(70000, '\0'))).size(), 3000u);
+  EXPECT_EQ(lines(d.write("two_padded.jsonl.gz", ga + std::string(3, '\0') + gb + std::string(1, '\0'))).size(), 3005u);
+  for (const std::string& tail : {b, std::string(10, '\0') + "x", std::string("\x1f"), std::string("\x1f\x8c rest")}) {
+    const std::string f = d.write("tail.jsonl.gz", ga + tail);
+    const size_t bad_at = ga.size() + tail.find_first_not_of('\0');  // the padding before it is fine
+    try {
+      lines(f);
+      ADD_FAILURE() << "expected a DataError for a tail of " << tail.size() << " bytes";
+    } catch (const DataError& e) {
+      const std::string what = e.what();
+      EXPECT_EQ(what.rfind(f + ":3001: ", 0), 0u) << what;
+      EXPECT_NE(what.find("from offset " + std::to_string(bad_at) + " on are not gzip data"), std::string::npos) << what;
+    }
+  }
+  // a second member cut short is a truncation, like a first one
+  try {
+    lines(d.write("cut.jsonl.gz", ga + gb.substr(0, gb.size() - 6)));
+    ADD_FAILURE() << "expected a DataError";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("corrupt or truncated gzip data: unexpected end of file"), std::string::npos) << e.what();
+  }
+}
+
 // The second line of "{"a": 1}\n" + 3000 x's (+ "\n" when newline) is over a 1024-byte limit. The
 // variant without a final newline was found by fuzz/line_reader.cpp: it escaped a limit below the
 // 1 MiB buffer.

@@ -22,7 +22,8 @@ namespace cairn {
 
 // Streams the lines of a file, plain or gzip (detected by content), in constant memory. A UTF-8
 // byte-order mark at the start of the file is dropped. Throws DataError on a directory, a read
-// error, a corrupt or truncated gzip stream and on lines over max_line_bytes.
+// error, a corrupt or truncated gzip stream, bytes after the last gzip member that are not zero
+// padding, and on lines over max_line_bytes.
 class LineReader {
  public:
   explicit LineReader(const std::string& path, size_t max_line_bytes = size_t(64) << 20);
@@ -38,7 +39,8 @@ class LineReader {
   bool fill();
   void took_line(std::string& line);
   std::string path_;
-  void* gz_ = nullptr;  // gzFile
+  struct Source;  // the file's bytes, inflated when gzip
+  std::unique_ptr<Source> src_;
   std::vector<char> buf_;
   size_t pos_ = 0, end_ = 0;
   size_t max_line_;
