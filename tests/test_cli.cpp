@@ -269,6 +269,16 @@ TEST(Cli, ConstitutionHeadsAndLengthHeadEndToEnd) {
                            " --constitution " + bad + " --steps 1 --preset tiny");
   EXPECT_EQ(br.code, 3) << br.out;
   EXPECT_NE(br.out.find("bad.json"), std::string::npos) << br.out;
+  // every weight 0 (the composite would be 0 for every record), a control character in a name
+  for (const auto& [text, why] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"principles": [{"name": "a", "weight": 0}, {"name": "b", "weight": 0}]})", "every principle has weight 0"},
+           {R"({"principles": [{"name": "a\nb"}]})", "principles[0]: \"name\" holds a control character"}}) {
+    CliResult r = cairn_run("train --train " + train + " --out " + d.file("run3") + " --constitution " +
+                            d.write("bad2.json", text) + " --steps 1 --preset tiny");
+    EXPECT_EQ(r.code, 3) << r.out;
+    EXPECT_NE(r.out.find("bad2.json: " + why), std::string::npos) << r.out;
+    EXPECT_FALSE(std::filesystem::exists(d.file("run3"))) << r.out;
+  }
 }
 
 }  // namespace cairn

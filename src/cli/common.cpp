@@ -1,6 +1,7 @@
 // Shared subcommand helpers, see common.h.
 #include "cli/common.h"
 
+#include <algorithm>
 #include <cfloat>
 #include <cstdio>
 #include <cstdlib>
@@ -84,6 +85,8 @@ void apply_constitution(const cxxopts::ParseResult& a, ModelConfig* cfg) {
     const std::string where = "principles[" + std::to_string(i) + "]";
     if (!p.is_object() || !p.contains("name") || !p["name"].is_string() || p["name"].get<std::string>().empty())
       throw DataError(path, 0, where + " needs a non-empty string \"name\"");
+    for (unsigned char ch : p["name"].get<std::string>())  // it names a head in progress lines and reports
+      if (ch < 0x20 || ch == 0x7f) throw DataError(path, 0, where + ": \"name\" holds a control character");
     const double w = p.contains("weight") ? (p["weight"].is_number() ? p["weight"].get<double>() : -1.0) : 1.0;
     if (!(w >= 0 && w <= FLT_MAX)) throw DataError(path, 0, where + ": \"weight\" must be a finite number ≥ 0");
     for (const auto& n : cfg->head_names)
@@ -91,6 +94,9 @@ void apply_constitution(const cxxopts::ParseResult& a, ModelConfig* cfg) {
     cfg->head_names.push_back(p["name"].get<std::string>());
     cfg->head_weights.push_back(static_cast<float>(w));
   }
+  if (std::all_of(cfg->head_weights.begin(), cfg->head_weights.end(), [](float w) { return w == 0.0f; }))
+    throw DataError(path, 0, "every principle has weight 0: the composite reward (what score, eval and serve report) "
+                             "would always be 0; give at least one a weight > 0");
   cfg->n_heads_out = static_cast<int>(cfg->head_names.size());
 }
 
