@@ -23,6 +23,7 @@
 
 namespace cairn {
 using test::all_close;
+using test::expect_parameter_gradients_match_fd;
 using test::make_batch;
 using test::rand_vec;
 using test::random_params;
@@ -152,22 +153,8 @@ TEST_P(LlamaModel, EveryParameterGradientMatchesFiniteDifferences) {
   m.set_params(p.data());
   auto seqs = random_seqs({3, 11, 6}, cfg.vocab_size, 64);
   auto R = rand_vec(seqs.size() * cfg.n_heads_out, 65);
-  std::vector<float> r, g(m.num_params());
-  m.zero_grads();
-  m.forward(make_batch(seqs), r, true);
-  m.backward(R);
-  m.get_grads(g.data());
-  auto num = ref::fd_grad(
-      [&](const ref::Vec& v) {
-        auto rw = ref::model_rewards(cfg, m.table(), v, seqs);
-        return dot(rw, R);
-      },
-      to_double(p), 1e-5);
-  for (const auto& t : m.table().tensors()) {
-    std::vector<float> ga(g.begin() + t.offset, g.begin() + t.offset + t.numel);
-    std::vector<double> gn(num.begin() + t.offset, num.begin() + t.offset + t.numel);
-    EXPECT_TRUE(all_close(ga, gn, 5e-5, 3e-3)) << t.name;
-  }
+  std::vector<float> g = expect_parameter_gradients_match_fd(m, cfg, p, seqs, R);
+  std::vector<float> r;
   // backward again accumulates: twice the gradient
   m.forward(make_batch(seqs), r, true);
   m.backward(R);

@@ -15,6 +15,7 @@
 
 namespace cairn {
 using test::all_close;
+using test::expect_parameter_gradients_match_fd;
 using test::make_batch;
 using test::rand_vec;
 using test::random_params;
@@ -54,27 +55,7 @@ TEST(Model, EveryParameterGradientMatchesFiniteDifferences) {
   m.set_params(p.data());
   auto seqs = random_seqs({3, 12, 7}, cfg.vocab_size, 4);
   auto R = rand_vec(seqs.size() * cfg.n_heads_out, 5);  // L = Σ R ⊙ rewards
-
-  std::vector<float> r, g(m.num_params());
-  m.zero_grads();
-  m.forward(make_batch(seqs), r, true);
-  m.backward(R);
-  m.get_grads(g.data());
-
-  auto num = ref::fd_grad(
-      [&](const ref::Vec& v) {
-        auto rw = ref::model_rewards(cfg, m.table(), v, seqs);
-        double s = 0;
-        for (size_t i = 0; i < rw.size(); ++i) s += rw[i] * R[i];
-        return s;
-      },
-      test::to_double(p), 1e-5);
-  // Check tensor by tensor so a failure names the parameter.
-  for (const auto& t : m.table().tensors()) {
-    std::vector<float> ga(g.begin() + t.offset, g.begin() + t.offset + t.numel);
-    std::vector<double> gn(num.begin() + t.offset, num.begin() + t.offset + t.numel);
-    EXPECT_TRUE(all_close(ga, gn, 5e-5, 3e-3)) << t.name;
-  }
+  expect_parameter_gradients_match_fd(m, cfg, p, seqs, R);
 }
 
 TEST(Model, BackwardTwiceDoublesParameterGradients) {
