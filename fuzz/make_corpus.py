@@ -169,6 +169,9 @@ def main():
         c.add("alpaca.jsonl", lines(*short))
         c.add("alpaca.jsonl.gz", gz(lines(*short).encode()))
         c.add("alpaca-truncated.jsonl.gz", gz(lines(*short).encode())[:200])
+        # two members with zero padding between and after them; a plain line appended to a member
+        c.add("two-members-padded.jsonl.gz", gz(lines(*short[:2]).encode()) + b"\0\0" + gz(lines(*short[2:]).encode()) + b"\0")
+        c.add("gzip-then-plain.jsonl.gz", gz(lines(*short[:2]).encode()) + lines(*short[2:]).encode())
         c.add("score-crlf.jsonl", "\r\n".join(score))
         c.add("blank-lines.jsonl", "\n \t\n" + lines(score[0]) + "\n")
 
