@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """cairn vs transformers: one reward-model training step of a pretrained backbone (SmolLM2-135M by
 default), same weights, batch, sequence length and frozen blocks: fp32 on the CPU (same thread
-count), or on a GPU with --device cuda (cairn's bf16 GEMMs and bf16 flash attention against
-PyTorch's bf16 autocast, SDPA attention and fused AdamW: how people train there).
+count); bf16 GEMMs on the CPU with --cpu-math bf16 (cairn's oneDNN bf16 linear layers against
+PyTorch's CPU bf16 autocast, which runs its linear layers on oneDNN's bf16 matmuls too); or on a GPU
+with --device cuda (cairn's bf16 GEMMs and bf16 flash attention against PyTorch's bf16 autocast,
+SDPA attention and fused AdamW: how people train there).
 
 Alternates --rounds rounds of `cairn bench train --init MODEL --json` and the same step in
 transformers (LlamaForSequenceClassification: forward of chosen + rejected, Bradley–Terry loss,
@@ -12,6 +14,7 @@ with the .venv python (scripts/setup.sh) — it has transformers and gguf — or
 torch, transformers 4.44+ and gguf:
 
     .venv/bin/python bench/compare_torch_pretrained.py --cairn build/cairn --batch-pairs 2 --seq-len 256
+    .venv/bin/python bench/compare_torch_pretrained.py --cairn build/cairn --cpu-math bf16
     python3 bench/compare_torch_pretrained.py --device cuda --batch-pairs 16 --seq-len 512
 """
 import argparse
@@ -63,7 +66,7 @@ def torch_setup(args):
 
     def step():
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext():
+        with torch.autocast(args.device, dtype=torch.bfloat16) if args.torch_autocast else contextlib.nullcontext():
             r = model(input_ids=ids).logits[:, 0].float()
         loss = -F.logsigmoid(r[0::2] - r[1::2]).mean()
         loss.backward()
@@ -90,7 +93,8 @@ def cairn_round(args):
     cmd = [args.cairn, "bench", "train", "--init", args.model, "--batch-pairs", str(args.batch_pairs), "--seq-len",
            str(args.seq_len), "--steps", str(args.steps), "--warmup", str(args.warmup), "--freeze-layers",
            str(args.freeze_layers), "--no-sgemm", "--json", "--device", args.device]
-    cmd += ["--cuda-math", args.cuda_math] if args.device == "cuda" else ["--threads", str(args.threads)]
+    cmd += (["--cuda-math", args.cuda_math] if args.device == "cuda" else
+            ["--threads", str(args.threads), "--cpu-math", args.cpu_math])
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         sys.exit(f"cairn failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
@@ -108,10 +112,13 @@ def main():
     ap.add_argument("--threads", type=int, default=2, help="cpu: threads of both")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--cuda-math", default="bf16", help="cuda: cairn's GEMM precision (bf16|tf32|fp32)")
+    ap.add_argument("--cpu-math", default="fp32", choices=["fp32", "bf16"],
+                    help="cpu: cairn's linear-layer GEMMs; bf16 puts PyTorch under CPU bf16 autocast too")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
+    args.torch_autocast = args.device == "cuda" or args.cpu_math == "bf16"
     t0 = time.perf_counter()
     torch_round = torch_setup(args)
     torch_load_s = time.perf_counter() - t0
@@ -125,7 +132,8 @@ def main():
            "seq_len": args.seq_len, "freeze_layers": args.freeze_layers, "device": args.device,
            "threads": args.threads if args.device == "cpu" else None,
            "cuda_math": args.cuda_math if args.device == "cuda" else None,
-           "torch_attention": args.torch_attention, "torch_autocast": "bf16" if args.device == "cuda" else None,
+           "cpu_math": args.cpu_math if args.device == "cpu" else None,
+           "torch_attention": args.torch_attention, "torch_autocast": "bf16" if args.torch_autocast else None,
            "cairn_tokens_per_s": statistics.median(cairn_tps), "torch_tokens_per_s": statistics.median(torch_tps),
            "ratio": statistics.median(cairn_tps) / statistics.median(torch_tps),
            "rounds": [{"cairn": c, "torch": t} for c, t in zip(cairn_tps, torch_tps)],

@@ -26,7 +26,7 @@ mkdir -p "$build"
 # Quiet when it works; the tail of the log when it does not (compile errors go to stdout).
 quiet() { "$@" >"$build/build.log" 2>&1 || { tail -n 40 "$build/build.log" >&2; echo "fuzz.sh: build failed ($build/build.log)" >&2; exit 2; }; }
 quiet cmake -S . -B "$build" "${gen[@]}" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAIRN_FUZZ=ON \
-  -DCAIRN_ENABLE_CUDA=OFF -DCAIRN_BUILD_TESTS=OFF -DCAIRN_BUILD_BENCH=OFF -DCAIRN_NATIVE=OFF
+  -DCAIRN_ENABLE_CUDA=OFF -DCAIRN_ENABLE_ONEDNN=OFF -DCAIRN_BUILD_TESTS=OFF -DCAIRN_BUILD_BENCH=OFF -DCAIRN_NATIVE=OFF
 quiet cmake --build "$build" -j "${CAIRN_FUZZ_JOBS:-$(nproc)}" --target fuzz
 
 harnesses="${CAIRN_FUZZ_HARNESSES:-$(cd fuzz && ls *.cpp | sed 's/\.cpp$//' | tr '\n' ' ')}"

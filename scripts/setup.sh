@@ -16,6 +16,7 @@ pkgs=(
   libbenchmark-dev                    # Google Benchmark
   libpcre2-dev                        # Unicode regexes of byte-level BPE pre-tokenizers
   libopenmpi-dev openmpi-bin          # data-parallel training (mpirun) and its tests
+  libdnnl-dev                         # oneDNN: bf16 CPU GEMMs (--cpu-math bf16)
   clang libclang-rt-dev libomp-dev    # scripts/fuzz.sh: libFuzzer + ASan/UBSan runtimes, OpenMP for clang
 )
 if [ "${CAIRN_SKIP_TORCH:-0}" != 1 ]; then

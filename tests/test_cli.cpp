@@ -17,6 +17,7 @@
 
 #include "cairn/checkpoint.h"
 #include "cairn/io.h"
+#include "cpu/ops.h"
 #include "test_paths.h"
 #include "toy_corpus.h"
 #include "test_tmpdir.h"
@@ -104,14 +105,48 @@ TEST(Cli, TrainEvalScoreResumeEndToEnd) {
   EXPECT_EQ(cairn_run("train " + common + " --steps 5").code, 2);
 }
 
+// A toy train set (n pairs from seed), a valid set (n/3 pairs from seed + 1) and a tokenizer of the
+// train set, in d; returns the train command's "--train ... --tokenizer ..." flags.
+static std::string toy_data_flags(TempDir& d, int n, uint64_t seed, std::string& train, std::string& valid) {
+  train = d.write("train.jsonl", toy_pairs(n, seed)), valid = d.write("valid.jsonl", toy_pairs(n / 3, seed + 1));
+  EXPECT_EQ(cairn_run("tokenizer train --input " + train + " --out " + d.file("tok.model") + " --vocab-size 400").code, 0);
+  return "--train " + train + " --tokenizer " + d.file("tok.model");
+}
+
+// --cpu-math bf16 trains the same task to the same accuracy (its first loss within bf16's rounding of
+// fp32's), and the flag is checked.
+TEST(Cli, Bf16CpuGemmsTrainAndEvaluate) {
+  EXPECT_EQ(cairn_run("train --cpu-math fp16 --train x").code, 2);
+  EXPECT_EQ(cairn_run("eval --device cuda --cpu-math bf16 --model x --pairs x").code, 2);
+  if (const std::string why = cpu::bf16_gemm_unavailable(); !why.empty()) GTEST_SKIP() << why;
+  TempDir d;
+  std::string train, valid;
+  const std::string common = toy_data_flags(d, 300, 7, train, valid) +
+                             " --preset tiny --arch llama --d-model 32 --n-layers 2 --d-ff 64 --max-seq-len 64"
+                             " --batch-pairs 16 --lr 3e-3 --log-every 5 --steps 30 --threads 2 --out ";
+  CliResult b16 = cairn_run("train " + common + d.file("bf16") + " --cpu-math bf16");
+  CliResult f32 = cairn_run("train " + common + d.file("fp32"));
+  ASSERT_EQ(b16.code, 0) << b16.out;
+  ASSERT_EQ(f32.code, 0) << f32.out;
+  EXPECT_NE(b16.out.find("GEMMs bf16"), std::string::npos) << b16.out;
+  std::ifstream mb(d.file("bf16/metrics.jsonl")), mf(d.file("fp32/metrics.jsonl"));
+  std::string lb, lf;
+  ASSERT_TRUE(std::getline(mb, lb) && std::getline(mf, lf));
+  EXPECT_NEAR(nlohmann::json::parse(lb)["loss"].get<double>(), nlohmann::json::parse(lf)["loss"].get<double>(), 1e-2);
+  for (const char* math : {"bf16", "fp32"}) {
+    CliResult ev = cairn_run("eval --json --cpu-math " + std::string(math) + " --model " + d.file("bf16") + " --pairs " + valid);
+    ASSERT_EQ(ev.code, 0) << ev.out;
+    EXPECT_GE(nlohmann::json::parse(ev.out.substr(ev.out.find('{')))["accuracy"].get<double>(), 0.9) << math << ev.out;
+  }
+}
+
 // Prefix sharing changes how a pair is computed, not what is learned: training with and without it
 // follows the same loss curve (fp32 summation-order noise only), eval reports the same accuracy on
 // either model and mode, and the JSON says how many tokens were computed.
 TEST(Cli, PrefixSharingTrainsAndEvaluatesAsTheUnsharedLayout) {
   TempDir d;
-  const std::string train = d.write("train.jsonl", toy_pairs(200, 5)), valid = d.write("valid.jsonl", toy_pairs(60, 6));
-  ASSERT_EQ(cairn_run("tokenizer train --input " + train + " --out " + d.file("tok.model") + " --vocab-size 400").code, 0);
-  const std::string common = "--train " + train + " --tokenizer " + d.file("tok.model") +
+  std::string train, valid;
+  const std::string common = toy_data_flags(d, 200, 5, train, valid) +
                              " --preset tiny --d-model 32 --n-layers 2 --d-ff 64 --max-seq-len 64 --batch-pairs 8"
                              " --lr 3e-3 --log-every 5 --steps 20 --threads 1 --out ";
   CliResult on = cairn_run("train " + common + d.file("on"));

@@ -9,9 +9,10 @@
 
 namespace cairn {
 
-// GFLOP/s (2·M·K·N per GEMM) of out[M,N] = A[M,K]·Wᵀ through the CPU backend's GEMM path (Eigen,
-// threaded by Eigen over `threads` OpenMP threads, 0: all cores), median of `repeats`.
-double cpu_sgemm_gflops(int threads = 0, int M = 2048, int K = 1024, int N = 1024, int repeats = 5);
+// GFLOP/s (2·M·K·N per GEMM) of out[M,N] = A[M,K]·Wᵀ through the CPU backend's linear forward (Eigen
+// fp32, or oneDNN on bf16 operands when bf16) over `threads` OpenMP threads (0: all cores), median
+// of `repeats`.
+double cpu_sgemm_gflops(int threads = 0, int M = 2048, int K = 1024, int N = 1024, int repeats = 5, bool bf16 = false);
 
 // Dense bf16 GEMM throughput of CUDA device 0 through cuBLAS (n×n×n, median of `reps`), TFLOP/s.
 double cuda_bf16_gemm_tflops(int n = 8192, int reps = 10);

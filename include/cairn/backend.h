@@ -154,6 +154,7 @@ struct BackendOptions {
   std::string device = "cpu";      // "cpu" | "cuda"
   int threads = 0;                 // cpu: OpenMP threads of this backend's ops (≤ 0: all cores)
   std::string cuda_math = "bf16";  // cuda: GEMM precision, "bf16" | "tf32" | "fp32" (attention is bf16 MMA)
+  std::string cpu_math = "fp32";   // cpu: precision of the linear layers' GEMMs, "fp32" | "bf16" (oneDNN)
   bool verbose = false;            // cuda: print each cuBLASLt plan as it is made
 };
 

@@ -30,7 +30,7 @@ std::unique_ptr<Backend> make_backend(const BackendOptions& o) {
     int threads = o.threads;
     if (threads <= 0 && w.local_size() > 1)
       threads = std::max(1, std::min(omp_get_max_threads(), omp_get_num_procs() / w.local_size()));
-    return make_cpu_backend(threads);
+    return make_cpu_backend(threads, cpu::AttnImpl::Flash, parse_cpu_math(o.cpu_math));
   }
   if (o.device == "cuda") {
     const CudaMath math = parse_cuda_math(o.cuda_math);

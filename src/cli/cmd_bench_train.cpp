@@ -45,7 +45,7 @@ int run(int argc, char** argv) {
     ("prefix-share", "pairs share a prompt: time them unshared, then with the prompt computed once")
     ("prompt-frac", "with --prefix-share: the prompt's share of each sequence's tokens",
      cxxopts::value<double>()->default_value("0.5"))
-    ("no-sgemm", "skip the SGEMM ceiling probe")
+    ("no-sgemm", "skip the GEMM ceiling probes (SGEMM; bf16 with --cpu-math bf16)")
     ("json", "print one JSON object instead of the table")
     ("h,help", "show this help");
   add_backend_options(o);
@@ -149,6 +149,10 @@ int run(int argc, char** argv) {
   const double model_flops = model_step_flops(cfg, lens);
   const bool cpu = a["device"].as<std::string>() == "cpu";
   const double sgemm = (cpu && !a.count("no-sgemm")) ? cpu_sgemm_gflops(threads_option(a)) : 0.0;
+  // --cpu-math bf16: the same GEMM on bf16 operands (oneDNN), the ceiling of that run
+  const bool cpu_bf16 = cpu && backend_options(a).cpu_math == "bf16";
+  const double cpu_bf16_peak =
+      (cpu_bf16 && !a.count("no-sgemm")) ? cpu_sgemm_gflops(threads_option(a), 2048, 1024, 1024, 5, true) : 0.0;
   // TFLOP/s of a dense bf16 cuBLAS GEMM on this device, measured here
   const double gpu_peak = (!cpu && !a.count("no-sgemm")) ? cuda_bf16_gemm_tflops() : 0.0;
   double prof_total = 0;
@@ -166,6 +170,8 @@ int run(int argc, char** argv) {
       {"model_gflop_per_step_6n", model_flops / 1e9}, {"model_gflops_6n", model_flops / med / 1e9},
       {"sgemm_gflops", sgemm}, {"fraction_of_sgemm", sgemm > 0 ? gflops / sgemm : 0.0},
       {"bf16_gemm_tflops", gpu_peak}, {"fraction_of_bf16_gemm", gpu_peak > 0 ? gflops / 1e3 / gpu_peak : 0.0},
+      {"cpu_bf16_gemm_gflops", cpu_bf16_peak},
+      {"fraction_of_cpu_bf16_gemm", cpu_bf16_peak > 0 ? gflops / cpu_bf16_peak : 0.0},
       {"peak_rss_mib", peak_rss_mib()}, {"params", model.num_params()}, {"matmul_params", matmul_params(cfg)},
       {"flop_convention", "gflops: executed (last block pruned to EOS rows); model_gflops_6n: 6*matmul_params per token + causal attention 3*2*T^2*C per layer per sequence"}};
   nlohmann::json pj = nlohmann::json::object();
@@ -198,6 +204,9 @@ int run(int argc, char** argv) {
   std::printf("  GFLOP/step       %10.2f   executed (6N convention: %.2f)\n  GFLOP/s          %10.1f   executed (6N convention: %.1f)\n",
               flops / 1e9, model_flops / 1e9, gflops, model_flops / med / 1e9);
   if (sgemm > 0) std::printf("  SGEMM GFLOP/s    %10.1f   (model reaches %.0f%% of it)\n", sgemm, 100 * gflops / sgemm);
+  if (cpu_bf16_peak > 0)
+    std::printf("  bf16 GEMM GFLOP/s%10.1f   (oneDNN, this CPU; model reaches %.0f%% of it)\n", cpu_bf16_peak,
+                100 * gflops / cpu_bf16_peak);
   if (gpu_peak > 0)
     std::printf("  bf16 GEMM TFLOP/s%10.1f   (cuBLAS, this device; model reaches %.1f%% of it)\n", gpu_peak,
                 100 * gflops / 1e3 / gpu_peak);

@@ -21,7 +21,9 @@ void add_backend_options(cxxopts::Options& o) {
     ("device", "cpu|cuda", cxxopts::value<std::string>()->default_value("cpu"))
     ("threads", "CPU threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
     ("cuda-math", "cuda: GEMM precision bf16|tf32|fp32 (attention always bf16 MMA)",
-     cxxopts::value<std::string>()->default_value("bf16"));
+     cxxopts::value<std::string>()->default_value("bf16"))
+    ("cpu-math", "cpu: precision of the linear layers' GEMMs fp32|bf16 (bf16: oneDNN, fp32 accumulation)",
+     cxxopts::value<std::string>()->default_value("fp32"));
 }
 
 int threads_option(const cxxopts::ParseResult& a) {
@@ -36,9 +38,12 @@ BackendOptions backend_options(const cxxopts::ParseResult& a) {
   b.device = a["device"].as<std::string>();
   b.threads = threads_option(a);
   b.cuda_math = a["cuda-math"].as<std::string>();
+  b.cpu_math = a["cpu-math"].as<std::string>();
   if (b.device != "cpu" && b.device != "cuda") throw UsageError("--device must be cpu or cuda");
   if (b.cuda_math != "bf16" && b.cuda_math != "tf32" && b.cuda_math != "fp32")
     throw UsageError("--cuda-math must be bf16, tf32 or fp32");
+  if (b.cpu_math != "fp32" && b.cpu_math != "bf16") throw UsageError("--cpu-math must be fp32 or bf16");
+  if (b.cpu_math != "fp32" && b.device != "cpu") throw UsageError("--cpu-math is for --device cpu (see --cuda-math)");
   const char* verbose = std::getenv("CAIRN_CUDA_VERBOSE");
   b.verbose = verbose && *verbose && std::string(verbose) != "0";
   return b;

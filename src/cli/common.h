@@ -14,7 +14,7 @@
 
 namespace cairn::cli {
 
-// --device, --threads, --cuda-math: every command that runs a model. The environment variable
+// --device, --threads, --cuda-math, --cpu-math: every command that runs a model. The environment variable
 // CAIRN_CUDA_VERBOSE=1 asks the CUDA backend to print each GEMM plan it makes.
 void add_backend_options(cxxopts::Options& o);
 // --threads, checked: 0 (all cores) to kMaxThreads, else a UsageError.

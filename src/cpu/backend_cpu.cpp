@@ -1,4 +1,5 @@
-// CpuBackend: the Backend interface over the CPU kernels of src/cpu. Buffers are plain host memory
+// CpuBackend: the Backend interface over the CPU kernels of src/cpu (linear layers in fp32 on Eigen, or
+// in bf16 on oneDNN with --cpu-math bf16). Buffers are plain host memory
 // (64-byte aligned). Every op runs inside an Op scope: the backend's OpenMP thread count for that op
 // only (src/cpu/threads.h; nothing process-wide changes), and with profiling on its wall time summed
 // under its name.
@@ -9,6 +10,8 @@
 #include <cstring>
 #include <map>
 #include <new>
+#include <stdexcept>
+#include <string>
 
 #include "cpu/ops.h"
 #include "util/threads.h"
@@ -18,10 +21,12 @@ namespace {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(int threads, cpu::AttnImpl attn) : attn_(attn), threads_(resolve_threads(threads)) {}
+  CpuBackend(int threads, cpu::AttnImpl attn, bool bf16)
+      : attn_(attn), threads_(resolve_threads(threads)), bf16_(bf16) {}
   bool host_memory() const override { return true; }
   std::string name() const override {
-    return "cpu (" + std::to_string(threads_) + " threads, attention " + cpu::attn_impl_name(attn_) + ")";
+    return "cpu (" + std::to_string(threads_) + " threads, attention " + cpu::attn_impl_name(attn_) +
+           (bf16_ ? ", GEMMs bf16 " + cpu::bf16_gemm_impl() : "") + ")";
   }
 
   void* alloc_bytes(size_t bytes) override {
@@ -62,12 +67,12 @@ class CpuBackend final : public Backend {
   }
   void linear_forward(float* out, const float* inp, const float* W, const float* b, int N, int I, int O) override {
     Op op(this, "linear");
-    cpu::linear_forward(out, inp, W, b, N, I, O);
+    (bf16_ ? cpu::linear_forward_bf16 : cpu::linear_forward)(out, inp, W, b, N, I, O);
   }
   void linear_backward(float* dinp, float* dW, float* db, const float* dout, const float* inp, const float* W, int N,
                        int I, int O) override {
     Op op(this, "linear_bwd");
-    cpu::linear_backward(dinp, dW, db, dout, inp, W, N, I, O);
+    (bf16_ ? cpu::linear_backward_bf16 : cpu::linear_backward)(dinp, dW, db, dout, inp, W, N, I, O);
   }
   void gelu_forward(float* out, const float* inp, size_t n) override {
     Op op(this, "gelu");
@@ -165,14 +170,25 @@ class CpuBackend final : public Backend {
   };
   cpu::AttnImpl attn_;
   int threads_;
+  bool bf16_;  // linear layers on bf16 operands (--cpu-math bf16)
   bool profiling_ = false;
   std::map<std::string, double> prof_;
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(int threads, cpu::AttnImpl attn) {
-  return std::make_unique<CpuBackend>(threads, attn);
+std::unique_ptr<Backend> make_cpu_backend(int threads, cpu::AttnImpl attn, CpuMath math) {
+  if (math == CpuMath::BF16) {
+    const std::string why = cpu::bf16_gemm_unavailable();
+    if (!why.empty()) throw std::runtime_error("--cpu-math bf16: " + why);
+  }
+  return std::make_unique<CpuBackend>(threads, attn, math == CpuMath::BF16);
+}
+
+CpuMath parse_cpu_math(const std::string& s) {
+  if (s == "fp32") return CpuMath::FP32;
+  if (s == "bf16") return CpuMath::BF16;
+  throw std::invalid_argument("unknown CPU math '" + s + "' (expected fp32 or bf16)");
 }
 
 }  // namespace cairn

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "cairn/backend.h"
 
@@ -15,6 +16,15 @@ namespace cairn::cpu {
 void linear_forward(float* out, const float* inp, const float* W, const float* b, int N, int I, int O);
 void linear_backward(float* dinp, float* dW, float* db, const float* dout, const float* inp, const float* W, int N,
                      int I, int O);
+
+// linear_bf16.cpp — the same two ops with bf16 operands and fp32 accumulation (--cpu-math bf16), on
+// oneDNN; the same row invariance and determinism. bf16_gemm_unavailable(): "" when usable here, else
+// why not (a build without oneDNN, a CPU without a bf16 matmul); bf16_gemm_impl(): oneDNN's kernel.
+std::string bf16_gemm_unavailable();
+std::string bf16_gemm_impl();
+void linear_forward_bf16(float* out, const float* inp, const float* W, const float* b, int N, int I, int O);
+void linear_backward_bf16(float* dinp, float* dW, float* db, const float* dout, const float* inp, const float* W,
+                          int N, int I, int O);
 
 // layernorm.cpp
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b, int N,
