@@ -9,8 +9,9 @@ gen=()
 command -v ninja >/dev/null && [ ! -f build-asan/CMakeCache.txt ] && gen=(-G Ninja)
 # -O1 -g1 (line tables: reports keep file:line), as the sanitizers' docs suggest: measured on 2 cores,
 # the build takes 280 s instead of ~600 s at RelWithDebInfo's -O2 -g, the tests 120 s instead of 97 s.
+# oneDNN off: its JIT kernels under ASan are not yet checked (the bf16 tests skip here; the main suite runs them).
 cmake -S . -B build-asan "${gen[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1" -DCAIRN_SANITIZE=ON \
-  -DCAIRN_ENABLE_CUDA=OFF -DCAIRN_BUILD_BENCH=OFF
+  -DCAIRN_ENABLE_CUDA=OFF -DCAIRN_ENABLE_ONEDNN=OFF -DCAIRN_BUILD_BENCH=OFF
 cmake --build build-asan -j "$(nproc)" --target cairn cairn_tests
 CAIRN_SMOLLM2="$(bash scripts/get_smollm2.sh)"
 export CAIRN_SMOLLM2
