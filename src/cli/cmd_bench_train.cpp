@@ -82,7 +82,8 @@ int run(int argc, char** argv) {
   const double prompt_frac = a["prompt-frac"].as<double>();
   if (!(prompt_frac >= 0 && prompt_frac < 1)) throw UsageError("--prompt-frac must be in [0, 1)");
 
-  auto be = make_backend(backend_options(a));
+  const BackendOptions bo = backend_options(a);
+  auto be = make_backend(bo);
   Model model(cfg, *be);
   if (init.empty()) model.init(a["seed"].as<uint64_t>());
   else model.set_params(init.data());
@@ -150,7 +151,7 @@ int run(int argc, char** argv) {
   const bool cpu = a["device"].as<std::string>() == "cpu";
   const double sgemm = (cpu && !a.count("no-sgemm")) ? cpu_sgemm_gflops(threads_option(a)) : 0.0;
   // --cpu-math bf16: the same GEMM on bf16 operands (oneDNN), the ceiling of that run
-  const bool cpu_bf16 = cpu && backend_options(a).cpu_math == "bf16";
+  const bool cpu_bf16 = cpu && bo.cpu_math == "bf16";
   const double cpu_bf16_peak =
       (cpu_bf16 && !a.count("no-sgemm")) ? cpu_sgemm_gflops(threads_option(a), 2048, 1024, 1024, 5, true) : 0.0;
   // TFLOP/s of a dense bf16 cuBLAS GEMM on this device, measured here

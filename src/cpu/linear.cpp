@@ -80,7 +80,11 @@ void linear_backward(float* dinp, float* dW, float* db, const float* dout, const
   CMap dy(dout, N, O);
   if (dinp) Map(dinp, N, I).noalias() = dy * CMap(W, O, I);
   Map(dW, O, I).noalias() += dy.transpose() * CMap(inp, N, I);
-  if (db) Eigen::Map<Eigen::RowVectorXf>(db, O) += dy.colwise().sum();
+  if (db) bias_backward(db, dout, N, O);
+}
+
+void bias_backward(float* db, const float* dout, int N, int O) {
+  Eigen::Map<Eigen::RowVectorXf>(db, O) += CMap(dout, N, O).colwise().sum();
 }
 
 }  // namespace cairn::cpu

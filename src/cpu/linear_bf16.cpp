@@ -20,7 +20,6 @@
 #include "cpu/ops.h"
 
 #ifdef CAIRN_HAVE_ONEDNN
-#include <Eigen/Core>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <algorithm>
@@ -217,11 +216,7 @@ void linear_backward_bf16(float* dinp, float* dW, float* db, const float* dout, 
   }
   convert_parallel(x, inp, static_cast<size_t>(N) * I);
   backward_for(1, N, I, O).run(dy.data(), x.data(), nullptr, dW);
-  if (db)
-    Eigen::Map<Eigen::RowVectorXf>(db, O) +=
-        Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(dout, N, O)
-            .colwise()
-            .sum();
+  if (db) bias_backward(db, dout, N, O);  // from the fp32 gradient, as linear.cpp
 }
 
 }  // namespace cairn::cpu

@@ -16,6 +16,8 @@ namespace cairn::cpu {
 void linear_forward(float* out, const float* inp, const float* W, const float* b, int N, int I, int O);
 void linear_backward(float* dinp, float* dW, float* db, const float* dout, const float* inp, const float* W, int N,
                      int I, int O);
+// db[O] += Σ_n dout[n,:] (fp32, the backward of either precision)
+void bias_backward(float* db, const float* dout, int N, int O);
 
 // linear_bf16.cpp — the same two ops with bf16 operands and fp32 accumulation (--cpu-math bf16), on
 // oneDNN; the same row invariance and determinism. bf16_gemm_unavailable(): "" when usable here, else
